@@ -1,0 +1,1 @@
+"""The basis: the framework every meshkit service stands on."""

@@ -1,0 +1,1 @@
+"""Calling other services by name: load balancing, deadlines, retries, breakers."""

@@ -1,0 +1,1 @@
+"""Relational storage: async SQLAlchemy engines chosen by URL, per-service migrations."""

@@ -1,0 +1,1 @@
+"""Backends for frontends: client-specific APIs composed from the deep backend."""

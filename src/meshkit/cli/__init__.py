@@ -1,0 +1,1 @@
+"""The ``meshkit`` command."""

@@ -1,0 +1,1 @@
+"""External service gateways: the only code that talks to the outside world."""

@@ -1,0 +1,1 @@
+"""The API gateway: the single entry point of a meshkit system."""

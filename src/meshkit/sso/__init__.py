@@ -1,0 +1,1 @@
+"""SSO: users, roles, permissions, tokens and JWKS."""

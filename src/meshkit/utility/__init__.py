@@ -1,0 +1,1 @@
+"""Utility services: feature flags, distributed locks, object storage."""
