@@ -1,0 +1,75 @@
+"""Typed settings every service shares.
+
+A service subclasses :class:`ServiceSettings`, gives it its own env prefix and
+adds its own fields; it is built in the service's ``main``, never at import::
+
+    class CatalogSettings(ServiceSettings):
+        model_config = SettingsConfigDict(env_prefix="CATALOG_")
+        name: str = "catalog"
+        page_size_max: int = 200
+
+Platform-wide values (where NATS is, the data dir) are read from ``MESHKIT_*``
+variables whatever the service prefix, so one ``MESHKIT_NATS_URL`` serves the
+whole stack; everything else uses the service's prefix (``CATALOG_PORT``...).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _platform(name: str, field_name: str) -> AliasChoices:
+    # An alias bypasses the env prefix: the platform-wide variable is read for every
+    # service, and the plain field name still works as a keyword argument.
+    return AliasChoices(field_name, f"MESHKIT_{name}")
+
+
+class ServiceSettings(BaseSettings):
+    """Settings common to every meshkit service."""
+
+    model_config = SettingsConfigDict(env_prefix="MESHKIT_SERVICE_", extra="ignore", populate_by_name=True)
+
+    name: str = "service"
+    version: str = "0.1.0"
+    host: str = "127.0.0.1"
+    #: 0 picks a free port; the registry records the one actually bound.
+    port: int = 0
+    #: The address other services use to reach this one (defaults to ``host``).
+    advertise_host: str | None = None
+    instance_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    data_dir: Path = Field(default=Path(".meshkit"), validation_alias=_platform("DATA_DIR", "data_dir"))
+    nats_url: str = Field(default="nats://127.0.0.1:4223", validation_alias=_platform("NATS_URL", "nats_url"))
+    #: Where instances register; defaults to the NATS server (``nats://``), or ``memory://``.
+    registry_url: str | None = Field(default=None, validation_alias=_platform("REGISTRY_URL", "registry_url"))
+    #: SQLAlchemy URL; default: a SQLite file per service under ``data_dir``.
+    database_url: str | None = None
+
+    registry_ttl: float = Field(default=3.0, validation_alias=_platform("REGISTRY_TTL", "registry_ttl"))
+    heartbeat_interval: float = Field(default=1.0, validation_alias=_platform("HEARTBEAT_INTERVAL", "heartbeat_interval"))
+    #: Seconds given to in-flight requests after a stop signal.
+    drain_timeout: float = 10.0
+    log_level: str = Field(default="info", validation_alias=_platform("LOG_LEVEL", "log_level"))
+    #: Default per-call timeout of the service client, seconds.
+    call_timeout: float = 5.0
+
+    @property
+    def registry(self) -> str:
+        return self.registry_url or self.nats_url
+
+    @property
+    def database(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / (self.name + '.db')}"
+
+    @property
+    def address(self) -> str:
+        return self.advertise_host or self.host
