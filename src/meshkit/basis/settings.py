@@ -42,7 +42,10 @@ class ServiceSettings(BaseSettings):
     port: int = 0
     #: The address other services use to reach this one (defaults to ``host``).
     advertise_host: str | None = None
-    instance_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    instance_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        validation_alias=_platform("INSTANCE_ID", "instance_id"),
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     data_dir: Path = Field(default=Path(".meshkit"), validation_alias=_platform("DATA_DIR", "data_dir"))
