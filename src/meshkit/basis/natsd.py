@@ -118,7 +118,7 @@ class EmbeddedNats:
                 f"(or {URL_SETTING} to use a NATS server that is already running)"
             )
         (self.data_dir / "nats").mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # noqa: ASYNC220 - fork+exec is quick; we poll, never wait
             self._command(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL if self.log_file else None,
