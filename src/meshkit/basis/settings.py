@@ -63,6 +63,18 @@ class ServiceSettings(BaseSettings):
     #: Default per-call timeout of the service client, seconds.
     call_timeout: float = 5.0
 
+    # Runtime switches (meshkit.basis.service): the middleware steps that may be turned off.
+    #: One JSON access-log line per request.
+    access_log: bool = True
+    #: Prometheus request metrics (``/metrics`` still serves what the service adds).
+    request_metrics: bool = True
+    #: Requests handled at once; over it a request gets 503 at once (load shedding). 0 = no cap.
+    max_concurrency: int = 0
+    #: Seconds each readiness check of ``/readyz`` may take.
+    check_timeout: float = 2.0
+    #: The embedded HTTP server: ``granian`` or ``uvicorn`` (see meshkit.basis.server).
+    http_server: str = Field(default="granian", validation_alias=_platform("HTTP_SERVER", "http_server"))
+
     @property
     def registry(self) -> str:
         return self.registry_url or self.nats_url
