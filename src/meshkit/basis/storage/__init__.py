@@ -1,1 +1,29 @@
-"""Relational storage: async SQLAlchemy engines chosen by URL, per-service migrations."""
+"""Relational storage: async SQLAlchemy engines chosen by URL, per-service migrations.
+
+::
+
+    engine = create_engine(settings.database)          # sqlite+aiosqlite:/// or postgresql+asyncpg://
+    await migrate(engine, "meshkit.services.catalog.adapters.migrations")
+    sessions = session_factory(engine)
+    async with transaction(sessions) as session:       # commit, or roll back and translate errors
+        ...
+"""
+
+from meshkit.basis.storage.engine import SUPPORTED, create_engine, is_sqlite, parse_url
+from meshkit.basis.storage.errors import translate, translate_errors
+from meshkit.basis.storage.migrate import current_revision, default_version_table, migrate
+from meshkit.basis.storage.session import session_factory, transaction
+
+__all__ = [
+    "SUPPORTED",
+    "create_engine",
+    "current_revision",
+    "default_version_table",
+    "is_sqlite",
+    "migrate",
+    "parse_url",
+    "session_factory",
+    "transaction",
+    "translate",
+    "translate_errors",
+]
