@@ -28,11 +28,14 @@ class RegistryEvent:
     or expired). For a delete, ``instance`` is ``None`` and ``key`` names it.
     A watch first yields the current entries as puts, then one ``"sync"`` event
     marking that the initial state is complete, then live changes.
+    ``ttl`` (on puts) is the entry's time to live in seconds, so a watcher can
+    expire it locally if the delete never arrives.
     """
 
     kind: Literal["put", "delete", "sync"]
     key: str
     instance: Instance | None = None
+    ttl: float | None = None
 
 
 @runtime_checkable
@@ -74,4 +77,17 @@ async def open_registry(url: str) -> Registry:
     raise ConfigError(f"unknown registry URL scheme {scheme!r} in {url!r}: use nats:// or memory://")
 
 
-__all__ = ["Instance", "Registry", "RegistryEvent", "open_registry"]
+# Re-exported after the definitions above, which these modules import.
+from meshkit.basis.registry.memory import MemoryRegistry  # noqa: E402
+from meshkit.basis.registry.registration import Registration  # noqa: E402
+from meshkit.basis.registry.view import RegistryView  # noqa: E402
+
+__all__ = [
+    "Instance",
+    "MemoryRegistry",
+    "Registration",
+    "Registry",
+    "RegistryEvent",
+    "RegistryView",
+    "open_registry",
+]
