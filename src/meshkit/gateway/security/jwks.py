@@ -13,6 +13,7 @@ never holds an HMAC key cannot be tricked into HS/RS key confusion. A JWK whose
 the set does not know, it refetches — at most once per ``min_refetch`` seconds,
 and concurrent misses share one fetch — so a rotation at the issuer is picked
 up at once while a flood of made-up ``kid`` s cannot turn into a flood of fetches.
+(The fetch at start-up does not count towards that interval.)
 """
 
 from __future__ import annotations
@@ -151,7 +152,6 @@ class JwksSource:
         if self.url is None:
             return
         if self._inflight is None:
-            self._last_attempt = self._clock()
             self._inflight = asyncio.get_running_loop().create_task(self._load())
             self._inflight.add_done_callback(self._clear)
         # shield: a cancelled request must not cancel the fetch others wait on
@@ -168,8 +168,11 @@ class JwksSource:
             else:
                 # Until a first fetch succeeded, retry sooner: the issuer may just be starting.
                 interval = self.min_refetch if self.loaded else min(1.0, self.min_refetch)
-                last = self._last_attempt
-                if last is None or self._clock() - last >= interval:
+                # Only miss-driven fetches count: a key rotated in just after start-up
+                # must not wait out an interval that no unknown kid has used yet.
+                now, last = self._clock(), self._last_attempt
+                if last is None or now - last >= interval:
+                    self._last_attempt = now
                     await self.refresh()
         return self.keys.get(kid)
 

@@ -19,7 +19,8 @@ from meshkit.gateway.security.jwks import ALGORITHMS, EDDSA, VerifyKey
 
 #: Longest token accepted: far above any real JWT, far below what could hurt.
 MAX_TOKEN_LENGTH = 8192
-_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# The signature may be empty here so that alg "none" is refused by name, not as "malformed".
+_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
