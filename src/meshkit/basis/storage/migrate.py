@@ -22,8 +22,10 @@ To write a new revision during development::
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
+import weakref
 import zlib
 from pathlib import Path
 
@@ -45,11 +47,14 @@ async def migrate(engine: AsyncEngine, package: str, *, version_table: str | Non
     where ``<name>`` is the package path without its trailing ``adapters.migrations``.
     """
     config = alembic_config(package, version_table=version_table)
-    with translate_errors():
-        async with engine.connect() as conn:
-            # The execution option makes SQLite take the write lock at BEGIN.
-            await conn.execution_options(sqlite_begin="immediate")
-            return await conn.run_sync(_upgrade, config)
+    # Alembic keeps its running context in module globals: one migration at a
+    # time per process. Other processes are held off by the database lock.
+    async with _process_lock():
+        with translate_errors():
+            async with engine.connect() as conn:
+                # The execution option makes SQLite take the write lock at BEGIN.
+                await conn.execution_options(sqlite_begin="immediate")
+                return await conn.run_sync(_upgrade, config)
 
 
 async def current_revision(engine: AsyncEngine, package: str, *, version_table: str | None = None) -> str | None:
@@ -126,6 +131,17 @@ def _upgrade(connection: Connection, config: Config) -> str | None:
     with connection.begin():
         command.upgrade(config, "head")
         return MigrationContext.configure(connection, opts={"version_table": table}).get_current_revision()
+
+
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _process_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _locks.get(loop)
+    if lock is None:
+        lock = _locks[loop] = asyncio.Lock()
+    return lock
 
 
 def _package_dir(package: str) -> Path:
