@@ -1,0 +1,74 @@
+"""Binds the request's :class:`~meshkit.basis.context.RequestContext` for its duration.
+
+Reads ``x-request-id`` (carried when sane, made otherwise), the W3C
+``traceparent`` (carried when valid, a new trace otherwise), the
+``x-deadline-ms`` budget and the identity headers the gateway injected, via
+:meth:`RequestContext.from_headers`. The response carries back the request id
+and our ``traceparent``. A request whose budget is already spent is answered
+504 without running the handler: nobody is waiting for the answer.
+"""
+
+from __future__ import annotations
+
+import time
+
+from meshkit.basis import context
+from meshkit.basis.context import (
+    DEADLINE,
+    IDENTITY_HEADERS,
+    REQUEST_ID,
+    TRACEPARENT,
+    TRACESTATE,
+    RequestContext,
+)
+from meshkit.basis.errors import GatewayTimeout
+from meshkit.basis.middleware.asgi import (
+    CONTEXT_KEY,
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    response_headers,
+)
+
+# Only these headers are decoded; the rest of a request's headers cost nothing here.
+_WANTED = frozenset(h.encode() for h in (REQUEST_ID, TRACEPARENT, TRACESTATE, DEADLINE, *IDENTITY_HEADERS))
+
+
+def context_from_scope(scope: Scope) -> RequestContext:
+    """Build the request context from an ASGI scope's headers."""
+    wanted = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED}
+    return RequestContext.from_headers(wanted)
+
+
+class ContextMiddleware:
+    """Makes the request context current while the request is handled."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ctx = context_from_scope(scope)
+        scope[CONTEXT_KEY] = ctx
+        if ctx.deadline is not None and ctx.deadline <= time.monotonic():
+            raise GatewayTimeout(
+                "the caller's deadline (x-deadline-ms) had passed before the request was handled; "
+                "the caller should give the call a larger budget",
+                reason="deadline_exceeded",
+            )
+        extra = response_headers(ctx)
+
+        async def send_with_ids(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        token = context.bind(ctx)
+        try:
+            await self.app(scope, receive, send_with_ids)
+        finally:
+            context.reset(token)

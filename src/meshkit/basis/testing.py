@@ -1,0 +1,31 @@
+"""Run a service in-process for tests, with the same lifecycle as :func:`~meshkit.basis.service.run`.
+
+::
+
+    settings = CatalogSettings(port=0, nats_url=nats_server)
+    async with running(build_service(settings)) as svc:
+        r = await httpx.AsyncClient(base_url=svc.url).get("/readyz")
+
+The service binds a free port (``settings.port`` 0), registers, and is ready
+when the block starts; on exit it stops gracefully (deregister, drain, hooks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from meshkit.basis.service import Service
+
+
+@contextlib.asynccontextmanager
+async def running(service: Service) -> AsyncIterator[Service]:
+    """Start ``service`` on its (free) port; stop it gracefully when the block ends."""
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+__all__ = ["running"]
