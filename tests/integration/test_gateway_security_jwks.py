@@ -106,7 +106,24 @@ async def test_previous_keys_vanish_after_rotation(keys):
             await auth.authenticate(f"Bearer {old.token()}", None)
 
 
-async def test_unreachable_jwks_is_unavailable_then_recovers(keys):
+async def test_stale_key_set_is_refreshed_in_the_background(keys):
+    old, new, _ = keys
+    async with JwksServer(old.jwks(new)) as srv:
+        auth = Authenticator(jwks_url=srv.url, issuer=ISS, audience=AUD, jwks_max_age=0.1, jwks_min_refetch=0.1)
+        await auth.start()
+        srv.doc = new.jwks()  # the issuer retires the old key; no unknown kid will tell us
+        await asyncio.sleep(0.15)
+        assert await auth.authenticate(f"Bearer {old.token()}", None)  # answered at once, refresh started
+        for _ in range(100):
+            if srv.requests == 2 and "k-old" not in auth.jwks.keys:
+                break
+            await asyncio.sleep(0.01)
+        with pytest.raises(Unauthorized, match="unknown signing key"):
+            await auth.authenticate(f"Bearer {old.token()}", None)
+        await auth.close()
+
+
+async def test_unreachable_jwks_is_unavailable(keys):
     old, _, _ = keys
     port = free_port()
     auth = Authenticator(jwks_url=f"http://127.0.0.1:{port}/.well-known/jwks.json", issuer=ISS, audience=AUD,

@@ -68,11 +68,12 @@ def test_cache_is_a_bounded_lru():
     assert all(cache.get(t, 1.0) is not None for t in "acd")
 
 
-def test_cache_discard_by_token_id():
+def test_cache_discard():
     cache = TokenCache(10)
     cache.put("t1", Identity("u", token_id="j1"), 100.0, 0.0)
     cache.put("t2", Identity("u", token_id="j2"), 100.0, 0.0)
-    assert cache.discard_token_id("j1") == 1
+    cache.discard("t1")
+    cache.discard("absent")
     assert cache.get("t1", 1.0) is None and cache.get("t2", 1.0) is not None
 
 

@@ -194,7 +194,7 @@ async def test_revoked_token_is_rejected_even_when_cached(auth, ed):
     assert await auth.authenticate(f"Bearer {token}", None)
     auth.revoke(claims["jti"], until=claims["exp"])
     await rejected(auth, token, "revoked")
-    assert len(auth.cache) == 0  # dropped from the cache too
+    assert len(auth.cache) == 0  # dropped from the cache when seen
 
 
 async def test_revoked_before_first_use(auth, ed):

@@ -51,6 +51,7 @@ class Authenticator:
         api_keys: ApiKeySource | None = None,
         cache_size: int = 10_000,
         jwks_min_refetch: float = 30.0,
+        jwks_max_age: float = 300.0,
         jwks_timeout: float = 5.0,
         jwks_fetch: Fetch | None = None,
         clock: Callable[[], float] = time.time,
@@ -61,12 +62,12 @@ class Authenticator:
                               "without them a token minted for another service would pass")
         if api_keys is not None and api_keys_file is not None:
             raise ConfigError("give api_keys or api_keys_file, not both")
-        self.jwks = JwksSource(jwks_url, jwks, min_refetch=jwks_min_refetch, timeout=jwks_timeout, fetch=jwks_fetch)
+        self.jwks = JwksSource(jwks_url, jwks, min_refetch=jwks_min_refetch, max_age=jwks_max_age,
+                               timeout=jwks_timeout, fetch=jwks_fetch)
         self.verifier = TokenVerifier(issuer=issuer or "", audience=audience or (), leeway=leeway)
         self.api_keys: ApiKeySource | None = FileApiKeys(api_keys_file) if api_keys_file else api_keys
         self.cache = TokenCache(cache_size)
         self.revoked = RevocationList(clock=clock)
-        self.revoked.on_add = self._on_revoked
         self._clock = clock
         self._nats: Any = None
         self.hits = 0
@@ -91,6 +92,7 @@ class Authenticator:
             identity = self.cache.get(token, now)
             if identity is not None:
                 if identity.token_id is not None and identity.token_id in self.revoked:
+                    self.cache.discard(token)
                     raise invalid_token("token has been revoked")
                 self.hits += 1
                 return identity
@@ -103,6 +105,7 @@ class Authenticator:
     async def _verify(self, token: str, now: float) -> Identity:
         if not self.tokens_enabled:
             raise invalid_token("bearer tokens are not accepted here; use an API key")
+        self.jwks.refresh_if_stale()
         try:
             try:
                 claims = self.verifier.verify(token, self.jwks.keys, now)
@@ -149,12 +152,11 @@ class Authenticator:
             raise missing_grants(missing_roles, missing_perms)
 
     def revoke(self, jti: str, until: float | None = None) -> None:
-        """Reject token id ``jti`` from now on (until ``until``, its ``exp``), cached or not."""
-        self.revoked.add(jti, until)
+        """Reject token id ``jti`` from now on (until ``until``, its ``exp``), cached or not.
 
-    def _on_revoked(self, jti: str) -> None:
-        # The per-hit check already rejects it; dropping the entries frees memory sooner.
-        self.cache.discard_token_id(jti)
+        O(1): a cached entry of a revoked token is dropped when it is next presented.
+        """
+        self.revoked.add(jti, until)
 
     async def follow_revocations(self, nats_url: str | Any, subject: str = SUBJECT) -> None:
         """Apply revocations published on NATS ``subject`` (JSON ``{"jti", "exp"}``).
@@ -172,7 +174,8 @@ class Authenticator:
         await follow(nc, self.revoked, subject)
 
     async def close(self) -> None:
-        """Close the NATS connection opened by :meth:`follow_revocations`, if any."""
+        """Stop a JWKS fetch under way; close the NATS connection of :meth:`follow_revocations`."""
+        await self.jwks.close()
         if self._nats is not None:
             nc, self._nats = self._nats, None
             await nc.close()

@@ -42,12 +42,9 @@ class TokenCache:
         while len(self._entries) > self.maxsize:
             self._entries.popitem(last=False)
 
-    def discard_token_id(self, token_id: str) -> int:
-        """Forget every entry of one token id (after a revocation); returns how many."""
-        gone = [t for t, (_, ident) in self._entries.items() if ident.token_id == token_id]
-        for t in gone:
-            del self._entries[t]
-        return len(gone)
+    def discard(self, token: str) -> None:
+        """Forget ``token`` (after its revocation was seen)."""
+        self._entries.pop(token, None)
 
     def clear(self) -> None:
         self._entries.clear()

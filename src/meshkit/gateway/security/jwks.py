@@ -13,7 +13,9 @@ never holds an HMAC key cannot be tricked into HS/RS key confusion. A JWK whose
 the set does not know, it refetches — at most once per ``min_refetch`` seconds,
 and concurrent misses share one fetch — so a rotation at the issuer is picked
 up at once while a flood of made-up ``kid`` s cannot turn into a flood of fetches.
-(The fetch at start-up does not count towards that interval.)
+(The fetch at start-up does not count towards that interval.) A key set older
+than ``max_age`` is refreshed in the background on the next new token, so a
+key the issuer retired stops working even if no unknown ``kid`` ever shows up.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class VerifyKey:
                 self.key.verify(signature, data)  # type: ignore[call-arg]
             else:
                 self.key.verify(signature, data, _PKCS1, _SHA256)  # type: ignore[call-arg]
-        except InvalidSignature:
+        except (InvalidSignature, ValueError):
             return False
         return True
 
@@ -131,12 +133,14 @@ class JwksSource:
         jwks: dict[str, Any] | None = None,
         *,
         min_refetch: float = 30.0,
+        max_age: float = 300.0,
         timeout: float = 5.0,
         fetch: Fetch | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self.min_refetch = min_refetch
+        self.max_age = max_age
         self.timeout = timeout
         self.keys: dict[str, VerifyKey] = parse_jwks(jwks) if jwks is not None else {}
         self.loaded = jwks is not None
@@ -145,6 +149,8 @@ class JwksSource:
         self._fetch = fetch or http_get
         self._clock = clock
         self._last_attempt: float | None = None
+        self._loaded_at = clock()
+        self._aged_attempt = float("-inf")
         self._inflight: asyncio.Task[None] | None = None
 
     async def refresh(self) -> None:
@@ -159,6 +165,24 @@ class JwksSource:
 
     def _clear(self, _task: asyncio.Task[None]) -> None:
         self._inflight = None
+
+    def refresh_if_stale(self) -> None:
+        """Start a background refetch when the keys are older than ``max_age`` (no waiting)."""
+        if self.url is None or not self.loaded or self._inflight is not None:
+            return
+        now = self._clock()
+        if now - self._loaded_at < self.max_age or now - self._aged_attempt < min(self.min_refetch, self.max_age):
+            return
+        self._aged_attempt = now
+        self._inflight = asyncio.get_running_loop().create_task(self._load())
+        self._inflight.add_done_callback(self._clear)
+
+    async def close(self) -> None:
+        """Cancel a fetch under way."""
+        task = self._inflight
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def lookup_missing(self, kid: str) -> VerifyKey | None:
         """The key ``kid`` after refetching if allowed: once per ``min_refetch`` seconds at most."""
@@ -191,6 +215,7 @@ class JwksSource:
             log.warning("JWKS from %s has no usable key; keeping %d known key(s)", self.url, len(self.keys))
             return
         self.keys, self.loaded, self.last_error = keys, True, None
+        self._loaded_at = self._clock()
 
 
 async def http_get(url: str, timeout: float) -> bytes:

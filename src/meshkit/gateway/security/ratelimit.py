@@ -12,7 +12,10 @@ function: backends connect lazily, on the first hit):
 
 ``await limiter.hit(key, rate, burst)`` takes one token from the bucket ``key``
 (refilled at ``rate`` tokens per second, holding at most ``burst``) and answers
-with a :class:`RateDecision`.
+with a :class:`RateDecision`. Keys end up in Redis: build them from what the
+gateway already knows (route + client IP, subject, API key id), never from a
+raw secret such as the API key itself. ``MemoryRateLimiter.hit_now`` is the
+same as ``hit`` without a coroutine, for a hot path that wants to skip one.
 """
 
 from __future__ import annotations

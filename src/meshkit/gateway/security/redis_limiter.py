@@ -18,6 +18,11 @@ import logging
 import time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+
 from meshkit.basis.errors import ConfigError
 from meshkit.gateway.security.ratelimit import RateDecision, check_limits
 
@@ -58,7 +63,7 @@ return {allowed, tostring(tokens), tostring(retry)}
 """
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 
-_OPTIONS = ("fail", "timeout", "prefix", "retry_interval")
+_OPTIONS = ("fail", "timeout", "prefix", "retry_interval", "max_connections")
 
 
 class RedisRateLimiter:
@@ -78,9 +83,12 @@ class RedisRateLimiter:
 
     @classmethod
     def from_url(cls, url: str, **options) -> RedisRateLimiter:
-        """Build from ``redis://host:port/db?fail=open&timeout=0.25&prefix=...``."""
-        import redis.asyncio as aioredis
+        """Build from ``redis://host:port/db?fail=open&timeout=0.25&prefix=...&max_connections=64``.
 
+        Connections are pooled and bounded (a burst of hits waits up to ``timeout``
+        for a free one rather than opening thousands); one immediate retry covers
+        a pooled connection that Redis closed, no backoff sleeps on the hot path.
+        """
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
         ours = {k: query.pop(k) for k in _OPTIONS if k in query}
@@ -88,17 +96,21 @@ class RedisRateLimiter:
         try:
             timeout = float(ours.pop("timeout", 0.25))
             retry_interval = float(ours.pop("retry_interval", 1.0))
+            max_connections = int(ours.pop("max_connections", 64))
         except ValueError as exc:
-            raise ConfigError(f"rate limiter URL {url!r}: timeout and retry_interval are seconds") from exc
+            raise ConfigError(f"rate limiter URL {url!r}: timeout and retry_interval are seconds, "
+                              "max_connections an integer") from exc
         redis_url = urlunsplit(parts._replace(query=urlencode(query)))
-        client = aioredis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            redis_url, max_connections=max_connections, timeout=timeout,
+            socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1),
+        )
+        client = aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 1))
         return cls(client, fail=ours.pop("fail", "open"), prefix=ours.pop("prefix", "meshkit:rl:"),
                    retry_interval=retry_interval)
 
     async def hit(self, key: str, rate: float, burst: int, cost: int = 1) -> RateDecision:
         check_limits(rate, burst, cost)
-        from redis.exceptions import NoScriptError, RedisError
-
         if self._down_until and time.monotonic() < self._down_until:
             return self._degraded(rate, burst, None)
         args = (self.prefix + key, repr(float(rate)), burst, cost)
@@ -128,3 +140,4 @@ class RedisRateLimiter:
 
     async def close(self) -> None:
         await self.client.aclose()
+        await self.client.connection_pool.disconnect()

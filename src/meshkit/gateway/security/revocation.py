@@ -34,7 +34,6 @@ class RevocationList:
         self._expiry: list[tuple[float, str]] = []  # min-heap, for pruning in order
         self._clock = clock
         self.max_entries = max_entries
-        self.on_add: Callable[[str], None] | None = None
 
     def add(self, jti: str, until: float | None = None) -> None:
         """Revoke ``jti`` until ``until`` (epoch seconds; default: a day from now)."""
@@ -46,8 +45,6 @@ class RevocationList:
             self._until[jti] = until
             heapq.heappush(self._expiry, (until, jti))
         self.prune(now)
-        if self.on_add is not None:
-            self.on_add(jti)
 
     def __contains__(self, jti: object) -> bool:
         until = self._until.get(jti)  # type: ignore[arg-type]
