@@ -1,0 +1,232 @@
+"""The gateway as a whole: wires settings, registry, routes, security and the two servers.
+
+>>> gw = Gateway(settings)
+>>> await gw.start()          # registry view synced, routes loaded, listening
+>>> gw.port, gw.admin_port
+>>> gw.reload()               # re-read the routes file (also polled, and POST /admin/reload)
+>>> await gw.stop()           # deregister, stop accepting, drain, close
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from pathlib import Path
+
+from meshkit.basis.errors import ConfigError
+from meshkit.basis.http import HttpTransport
+from meshkit.basis.instance import Instance
+from meshkit.gateway.accesslog import AccessLog
+from meshkit.gateway.admin import Admin, json_answer
+from meshkit.gateway.cache import ResponseCache
+from meshkit.gateway.forward import Forwarder
+from meshkit.gateway.loader import default_routes_path, load_routes
+from meshkit.gateway.metrics import GatewayMetrics
+from meshkit.gateway.proxy import Proxy
+from meshkit.gateway.server import Limits, Request, Response, Server, serve
+from meshkit.gateway.settings import GatewaySettings
+from meshkit.gateway.table import RouteTable, compile_table
+from meshkit.gateway.upstream import Pools, PoolSettings
+
+log = logging.getLogger("meshkit.gateway")
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server-side TLS context for ``cert``/``key`` (PEM), HTTP/1.1 only."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load TLS certificate {cert} / key {key}: {exc}; "
+                          "check GATEWAY_TLS_CERT and GATEWAY_TLS_KEY") from exc
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+class Gateway:
+    """One gateway instance. Pass ``view`` to share a registry view (tests); else one is opened."""
+
+    def __init__(self, settings: GatewaySettings, *, view=None, registry=None, authenticator=None,
+                 limiter=None, register: bool = True) -> None:
+        self.settings = settings
+        self.view = view
+        self.registry = registry
+        self.authenticator = authenticator
+        self.limiter = limiter
+        self.register = register
+        self.routes_path = Path(settings.routes_file) if settings.routes_file else default_routes_path()
+        self.metrics = GatewayMetrics()
+        self.cache = ResponseCache(settings.cache_max_bytes)
+        self.pools: Pools | None = None
+        self.proxy: Proxy | None = None
+        self.server: Server | None = None
+        self.admin_server: Server | None = None
+        self.transport: HttpTransport | None = None
+        self.registration = None
+        self.access_log: AccessLog | None = None
+        self.reload_error: str | None = None
+        self.reloads = 0
+        self._owned: list = []
+        self._watch: asyncio.Task | None = None
+        self._stamp: tuple[int, int] | None = None
+        self.draining = False
+        self.local_endpoints = {"/livez": self._livez, "/readyz": self._readyz, "/metrics": self._metrics}
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.port
+
+    @property
+    def admin_port(self) -> int:
+        assert self.admin_server is not None
+        return self.admin_server.port
+
+    async def start(self) -> Gateway:
+        """Connect, load routes, listen; raises :class:`ConfigError` on bad settings or routes."""
+        s = self.settings
+        spec = load_routes(self.routes_path)  # fail before opening anything
+        self._stamp = self._file_stamp()
+        if self.view is None:
+            from meshkit.basis.registry import open_registry
+            from meshkit.basis.registry.view import RegistryView
+
+            if self.registry is None:
+                self.registry = await open_registry(s.registry)
+                self._owned.append(self.registry)
+            self.view = RegistryView(self.registry)
+            await self.view.start()
+            self._owned.insert(0, self.view)
+        self.pools = Pools(PoolSettings(breaker_failure_ratio=s.breaker_failure_ratio,
+                                        breaker_min_calls=s.breaker_min_calls, breaker_open_for=s.breaker_open_for,
+                                        eject_after=s.eject_after, eject_for=s.eject_for,
+                                        retry_ratio=s.retry_budget_ratio), self.view.instances)
+        self.view.subscribe(self.pools.on_change)
+        table = compile_table(spec, self.pools, str(self.routes_path))
+        self.transport = HttpTransport(max_connections_per_host=s.upstream_max_connections)
+        if self.authenticator is None and (s.jwks_url or s.api_keys_file):
+            from meshkit.gateway.security import Authenticator
+
+            self.authenticator = Authenticator(jwks_url=s.jwks_url, issuer=s.issuer, audience=s.audience,
+                                               leeway=s.leeway, api_keys_file=s.api_keys_file)
+            await self.authenticator.start()
+            self._owned.append(self.authenticator)
+        if self.limiter is None and any(r.rate for r in table.routes):
+            from meshkit.gateway.security import open_rate_limiter
+
+            self.limiter = open_rate_limiter(s.rate_limit_url)
+            self._owned.append(self.limiter)
+        if s.access_log:
+            self.access_log = AccessLog(s.name, s.instance_id)
+            self.access_log.start()
+        local = dict(self.local_endpoints)
+        if not s.public_metrics:
+            local.pop("/metrics")
+        self.proxy = Proxy(table, Forwarder(self.transport, self.metrics), self.metrics, self.cache,
+                           authenticator=self.authenticator, limiter=self.limiter, access_log=self.access_log,
+                           trust_forwarded=s.trust_forwarded, local=local)
+        ctx = tls_context(s.tls_cert, s.tls_key) if s.tls_cert and s.tls_key else None
+        limits = Limits(max_header_bytes=s.max_header_bytes, max_body_bytes=s.max_body_bytes,
+                        keepalive_timeout=s.keepalive_timeout)
+        on_error = lambda exc: log.error("unhandled error in a handler", exc_info=exc)  # noqa: E731
+        self.server = await serve(self.proxy.handle, s.host, s.port, limits=limits, ssl_context=ctx,
+                                  on_error=on_error)
+        self.admin_server = await serve(Admin(self).handle, s.admin_host, s.admin_port, on_error=on_error)
+        if s.reload_interval > 0:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_file())
+        if self.register and self.registry is not None:
+            await self._register()
+        log.info("gateway listening on %s://%s:%d (admin on %s:%d), %d routes from %s",
+                 "https" if ctx else "http", s.host, self.port, s.admin_host, self.admin_port,
+                 len(table.routes), self.routes_path)
+        return self
+
+    async def _register(self) -> None:
+        from meshkit.basis.registry.registration import Registration
+
+        s = self.settings
+        inst = Instance(service=s.name, instance_id=s.instance_id, address=s.address, port=self.port,
+                        version=s.version, metadata={**s.metadata, "admin_port": self.admin_port,
+                                                     "scheme": "https" if s.tls_cert else "http"})
+        self.registration = Registration(self.registry, inst, ttl=s.registry_ttl, interval=s.heartbeat_interval)
+        await self.registration.start()
+
+    # --- reload -------------------------------------------------------------
+    def reload(self) -> RouteTable:
+        """Re-read the routes file and swap the table in one assignment; a bad file keeps the old table."""
+        assert self.proxy is not None and self.pools is not None
+        try:
+            spec = load_routes(self.routes_path)
+        except ConfigError as exc:
+            self.reload_error = exc.message
+            log.error("routes not reloaded, keeping the previous ones: %s", exc.message)
+            raise
+        table = compile_table(spec, self.pools, str(self.routes_path), previous=self.proxy.table)
+        self.proxy.table = table  # the atomic swap: requests read self.table once
+        self.reload_error = None
+        self.reloads += 1
+        log.info("routes reloaded from %s: %d routes", self.routes_path, len(table.routes))
+        return table
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.routes_path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    async def _watch_file(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reload_interval)
+            stamp = self._file_stamp()
+            if stamp is not None and stamp != self._stamp:
+                self._stamp = stamp
+                with contextlib.suppress(ConfigError):
+                    self.reload()
+
+    # --- local endpoints ----------------------------------------------------
+    async def _livez(self, req: Request) -> Response:
+        return json_answer({"status": "ok"})
+
+    async def _readyz(self, req: Request) -> Response:
+        checks = {"routes": "ok" if self.proxy is not None else "not loaded",
+                  "draining": self.draining}
+        ready = self.proxy is not None and not self.draining
+        if self.reload_error:
+            checks["last_reload"] = self.reload_error
+        return json_answer({"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503)
+
+    async def _metrics(self, req: Request) -> Response:
+        m = self.metrics
+        if self.proxy is not None:
+            m.in_flight = {r.name: r.guard.in_flight for r in self.proxy.table.routes}
+        m.gauges["gateway_cache_bytes"] = self.cache.bytes
+        m.gauges["gateway_cache_entries"] = len(self.cache)
+        m.gauges["gateway_route_reloads"] = self.reloads
+        if self.server is not None:
+            m.gauges["gateway_connections"] = len(self.server.connections)
+        return Response(200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")], m.render())
+
+    # --- stop ---------------------------------------------------------------
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        """Deregister first (no new traffic is sent here), then drain and close everything."""
+        self.draining = True
+        if self.registration is not None:
+            with contextlib.suppress(Exception):
+                await self.registration.stop(deregister=True)
+        if self._watch is not None:
+            self._watch.cancel()
+        timeout = self.settings.drain_timeout if drain_timeout is None else drain_timeout
+        if self.server is not None:
+            await self.server.stop(timeout)
+        if self.admin_server is not None:
+            await self.admin_server.stop(1.0)
+        if self.access_log is not None:
+            await self.access_log.stop()
+        if self.transport is not None:
+            await self.transport.close()
+        for owned in self._owned:
+            with contextlib.suppress(Exception):
+                await owned.close()

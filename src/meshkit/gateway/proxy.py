@@ -1,0 +1,296 @@
+"""The hot path: one request in, one answer out.
+
+Steps, in a fixed order (go-zero's, adapted to an edge proxy):
+trace ids → route match → CORS preflight → authenticate → authorise → rate
+limit → cache lookup → bulkhead/shedding → fault injection → upstream call
+(balancer, breaker, retries, deadline) → stale/fallback on failure → cache
+store → answer headers → metrics and access log.
+
+Everything a request needs was compiled into the route table beforehand; the
+table is read once per request (``self.table``), so a reload that swaps it never
+affects a request in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+import time
+from urllib.parse import unquote
+
+from meshkit.basis.context import IDENTITY_HEADERS, parse_traceparent
+from meshkit.basis.errors import BadRequest, MeshkitError, MethodNotAllowed, NotFound, PayloadTooLarge
+from meshkit.gateway.accesslog import AccessLog
+from meshkit.gateway.aggregate import aggregate
+from meshkit.gateway.cache import ResponseCache, request_bypass, response_ttl
+from meshkit.gateway.forward import Forwarder
+from meshkit.gateway.metrics import GatewayMetrics
+from meshkit.gateway.router import host_of
+from meshkit.gateway.server import Request, Response, error_response
+from meshkit.gateway.split import choose_subset
+from meshkit.gateway.table import RouteRuntime, RouteTable
+
+_IDENTITY = frozenset(h.encode() for h in IDENTITY_HEADERS)
+#: Request headers never forwarded as received: hop-by-hop, or rewritten by us.
+_SPECIAL = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer", b"upgrade",
+    b"host", b"content-length", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded",
+    b"x-request-id", b"traceparent", b"x-deadline-ms", b"authorization", b"x-api-key", b"origin",
+    b"proxy-authorization", b"access-control-request-method",
+}) | _IDENTITY
+#: Upstream answer headers not passed to the client.
+_DROP_ANSWER = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"x-request-id",
+                          b"proxy-authenticate", b"trailer", b"upgrade"})
+_GET_HEAD = frozenset({"GET", "HEAD"})
+
+
+def _bad_path(path: str) -> bool:
+    """``.``/``..`` segments (also percent-encoded) would escape a rewritten prefix: refuse them."""
+    p = unquote(path) if "%" in path else path
+    return any(seg in (".", "..") for seg in p.split("/")) or "\\" in p
+
+
+class Proxy:
+    """The gateway's request handler (see the module doc for the order of steps)."""
+
+    def __init__(self, table: RouteTable, forwarder: Forwarder, metrics: GatewayMetrics, cache: ResponseCache,
+                 *, authenticator=None, limiter=None, access_log: AccessLog | None = None,
+                 trust_forwarded: bool = False, local: dict | None = None) -> None:
+        self.table = table
+        self.forwarder = forwarder
+        self.metrics = metrics
+        self.cache = cache
+        self.authenticator = authenticator
+        self.limiter = limiter
+        self.access_log = access_log
+        self.trust_forwarded = trust_forwarded
+        #: Paths the gateway answers itself (``/livez``, ``/readyz``, ``/metrics``): path → async fn(req).
+        self.local = local or {}
+
+    async def handle(self, req: Request) -> Response:
+        """Answer one request; never raises."""
+        local = self.local.get(req.path)
+        if local is not None:
+            return await local(req)
+        # One pass over the headers: pick out what we need, keep what we forward.
+        rid = tp = authz = apikey = host = origin = xff = preflight = None
+        fwd: list[tuple[bytes, bytes]] = []
+        for k, v in req.headers:
+            if k not in _SPECIAL:
+                fwd.append((k, v))
+            elif k == b"host":
+                host = v
+            elif k == b"authorization":
+                authz = v
+                fwd.append((k, v))
+            elif k == b"x-request-id":
+                rid = v
+            elif k == b"traceparent":
+                tp = v
+            elif k == b"x-api-key":
+                apikey = v
+            elif k == b"origin":
+                origin = v
+                fwd.append((k, v))
+            elif k == b"x-forwarded-for":
+                xff = v
+            elif k == b"access-control-request-method":
+                preflight = v
+                fwd.append((k, v))
+            # everything else in _SPECIAL (hop-by-hop, client-sent identity) is dropped
+        if rid is None or len(rid) > 128 or not rid.replace(b"-", b"").replace(b"_", b"").isalnum():
+            rid = os.urandom(12).hex().encode()
+        parsed = parse_traceparent(tp.decode("latin-1")) if tp else None
+        if parsed:
+            trace_id, flags = parsed[0], b"01" if parsed[2] else b"00"
+        else:
+            trace_id, flags = os.urandom(16).hex(), b"01"
+        client = req.client
+        if self.trust_forwarded and xff:
+            client = xff.split(b",")[0].strip().decode("latin-1")
+        answer_headers: list[tuple[bytes, bytes]] = [(b"x-request-id", rid)]
+        route: RouteRuntime | None = None
+        upstream = cache_state = ""
+        try:
+            path = req.path
+            if "/." in path or "%" in path or "\\" in path:
+                if _bad_path(path):
+                    raise BadRequest("path segments '.' and '..' are not allowed", reason="bad_path")
+            table = self.table
+            entry, params = table.router.match(req.method, host_of(host) if table.router.uses_host else "", path)
+            if entry is None:
+                if params:
+                    raise MethodNotAllowed(f"{req.method} is not allowed on {path}",
+                                           headers={"Allow": ", ".join(sorted(params))})
+                raise NotFound(f"no route for {req.method} {path}; see the gateway's routes (admin API /admin/routes)",
+                               reason="no_route")
+            route = entry.target
+            if route.cors is not None and origin is not None:
+                allowed = route.cors_headers(origin)
+                if allowed is not None:
+                    if req.method == "OPTIONS" and preflight is not None:
+                        return self._done(req, route, Response(204, [*answer_headers, *allowed,
+                                                                     *route.cors_preflight]), rid, trace_id,
+                                          client, "", "")
+                    answer_headers += allowed
+            if route.max_body is not None and len(req.body) > route.max_body:
+                raise PayloadTooLarge(f"request body exceeds this route's limit of {route.max_body} bytes")
+            identity = None
+            if route.auth:
+                auth = self.authenticator
+                if auth is None:
+                    raise MeshkitError("authentication is not configured on this gateway: set GATEWAY_JWKS_URL "
+                                       "or GATEWAY_API_KEYS_FILE", reason="auth_not_configured", status=503)
+                identity = await auth.authenticate(authz.decode("latin-1") if authz else None,
+                                                   apikey.decode("latin-1") if apikey else None)
+                if identity is None and route.auth_required:
+                    from meshkit.gateway.security.challenge import credential_required
+
+                    raise credential_required(f"call {req.method} {path}")
+                if route.roles or route.permissions:
+                    auth.authorize(identity, roles=route.roles, permissions=route.permissions)
+            if route.rate is not None:
+                rate, burst, kind = route.rate
+                if kind == "user" and identity is not None:
+                    key = f"{route.name}|u|{identity.subject}"
+                elif kind == "apikey" and apikey:
+                    key = f"{route.name}|k|{apikey.decode('latin-1')}"
+                else:
+                    key = f"{route.name}|ip|{client}"
+                d = await self.limiter.hit(key, rate, burst)
+                if not d.allowed:
+                    self.metrics.event(route.name, "rate_limited")
+                    raise d.error()
+                answer_headers += ((b"ratelimit-limit", b"%d" % d.limit),
+                                   (b"ratelimit-remaining", b"%d" % d.remaining),
+                                   (b"ratelimit-reset", b"%d" % math.ceil(d.reset_after)))
+            # Headers for the upstream: what the client sent (minus hop-by-hop and identity) plus ours.
+            fwd += ((b"x-request-id", rid),
+                    (b"traceparent", b"00-%s-%s-%s" % (trace_id.encode(), os.urandom(8).hex().encode(), flags)),
+                    (b"x-forwarded-for", (xff + b", " + req.client.encode()) if xff else req.client.encode()),
+                    (b"x-forwarded-proto", req.scheme.encode()))
+            if host is not None:
+                fwd.append((b"x-forwarded-host", host))
+            if identity is not None:
+                fwd += [(k.encode(), v.encode()) for k, v in identity.to_headers().items()]
+            deadline = time.monotonic() + route.timeout
+            if route.parts:
+                resp = await aggregate(self.forwarder, route, req.method, params, fwd, deadline)
+                resp.headers += answer_headers
+                return self._done(req, route, resp, rid, trace_id, client, "aggregate", "")
+            resp, upstream, cache_state = await self._proxy(req, route, params, fwd, identity, deadline, client)
+            resp.headers += answer_headers
+            return self._done(req, route, resp, rid, trace_id, client, upstream, cache_state)
+        except MeshkitError as exc:
+            return self._done(req, route, error_response(exc, answer_headers), rid, trace_id, client, upstream,
+                              cache_state)
+        except Exception as exc:  # never a stack trace to a client
+            import logging
+
+            logging.getLogger("meshkit.gateway").exception("unexpected error handling %s %s", req.method, req.path)
+            return self._done(req, route, error_response(exc, answer_headers), rid, trace_id, client, upstream,
+                              cache_state)
+
+    async def _proxy(self, req: Request, route: RouteRuntime, params, fwd, identity, deadline: float,
+                     client: str) -> tuple[Response, str, str]:
+        target = route.upstream_path(req.path, params)
+        if req.query:
+            target += "?" + req.query.decode("latin-1")
+        method = req.method
+        cache = route.cache
+        primary = stale = None
+        store = False
+        if cache is not None and method in _GET_HEAD:
+            lookup, store = request_bypass(req.headers)
+            subject = identity.subject if (route.auth and identity is not None) else None
+            primary = (route.name, target, subject)
+            if lookup:
+                e = self.cache.lookup(primary, route.vary, req.headers)
+                if e is not None:
+                    now = time.monotonic()
+                    if now < e.expires:
+                        self.metrics.cache_result(route.name, "hit")
+                        return Response(e.status, [*e.headers, (b"age", b"%d" % e.age(now)), (b"x-cache", b"HIT")],
+                                        e.body), "", "HIT"
+                    stale = e
+        guard = route.guard
+        if not guard.try_enter():
+            await guard.enter()
+        latency = None
+        try:
+            fault = route.fault
+            if fault is not None:
+                if fault.delay_percent and random.random() * 100 < fault.delay_percent:
+                    await asyncio.sleep(fault.delay)
+                if fault.abort_percent and random.random() * 100 < fault.abort_percent:
+                    self.metrics.event(route.name, "fault_abort")
+                    raise MeshkitError("fault injected by the route's configuration", reason="fault_injected",
+                                       status=fault.abort_status)
+            subset = choose_subset(route.cfg.upstream, identity.subject if identity else None, client) \
+                if route.split else None
+            t0 = time.perf_counter()
+            try:
+                out = await self.forwarder.call(route, route.pool, subset, method, target, fwd, req.body, deadline,
+                                                stream=route.stream)
+            except MeshkitError as exc:
+                failed, out, error = True, None, exc
+            else:
+                latency = time.perf_counter() - t0
+                failed = out.response.status in route.retry_status
+            if failed:
+                if stale is not None:
+                    self.metrics.cache_result(route.name, "stale")
+                    if out is not None and route.stream:
+                        await out.response.aclose()
+                    now = time.monotonic()
+                    return Response(stale.status, [*stale.headers, (b"age", b"%d" % stale.age(now)),
+                                                   (b"x-cache", b"STALE")], stale.body), "", "STALE"
+                if route.fallback is not None:
+                    if out is not None and route.stream:
+                        await out.response.aclose()
+                    self.metrics.event(route.name, "fallback")
+                    status, headers, body = route.fallback
+                    return Response(status, [*headers, (b"x-fallback", b"true")], body), "", "FALLBACK"
+                if out is None:
+                    raise error
+        finally:
+            guard.leave(latency)
+        r = out.response
+        headers = [(k.lower(), v) for k, v in r.headers if k.lower() not in _DROP_ANSWER]
+        upstream = out.member.key
+        if route.stream:
+            return Response(r.status, [*headers, *((b"content-length", v) for k, v in r.headers
+                                                   if k.lower() == b"content-length")],
+                            stream=r.iter_body(), on_close=r.aclose), upstream, ""
+        state = ""
+        if primary is not None:
+            state = "MISS"
+            self.metrics.cache_result(route.name, "miss")
+            if store and method == "GET" and len(r.body) <= cache.max_entry_bytes:
+                verdict = response_ttl(r.status, headers, cache.ttl,
+                                       authorized_request=bool(primary[2] is None and _has_credentials(req)))
+                if verdict is not None:
+                    ttl, vary = verdict
+                    self.cache.store(primary, route.vary, req.headers, r.status, headers, r.body, ttl,
+                                     cache.stale_if_error, vary)
+            headers.append((b"x-cache", b"MISS"))
+        return Response(r.status, headers, r.body), upstream, state
+
+    def _done(self, req: Request, route: RouteRuntime | None, resp: Response, rid: bytes, trace_id: str,
+              client: str, upstream: str, cache: str) -> Response:
+        name = route.name if route is not None else ""
+        seconds = time.perf_counter() - req.started
+        self.metrics.request(name, req.method, resp.status, seconds)
+        if self.access_log is not None:
+            self.access_log.record(req.method, req.path, resp.status, seconds, name, rid.decode(), trace_id,
+                                   client, upstream, cache, len(resp.body))
+        return resp
+
+
+def _has_credentials(req: Request) -> bool:
+    for k, _ in req.headers:
+        if k == b"authorization" or k == b"x-api-key" or k == b"cookie":
+            return True
+    return False

@@ -1,0 +1,422 @@
+"""A lean HTTP/1.1 server on an asyncio ``Protocol`` with ``httptools``.
+
+No framework on the hot path: bytes in, one parser callback per piece, one
+handler call per request, one ``transport.write`` per buffered response.
+
+- keep-alive and pipelining: requests on one connection are answered strictly in
+  order by one task; reading pauses while too many wait (back-pressure);
+- limits: header bytes → 431, body bytes → 413 (both close the connection, the
+  rest of the stream cannot be trusted);
+- idle keep-alive connections and slow header senders are closed by a sweeper
+  that runs once a second (no timer per request);
+- TLS: pass an ``ssl.SSLContext`` to :func:`serve`;
+- graceful stop: stop accepting, close idle connections, let busy ones finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import httptools
+
+from meshkit.basis.errors import BadRequest, HeadersTooLarge, MeshkitError, PayloadTooLarge, error_body
+
+_REASONS = {
+    100: "Continue", 200: "OK", 201: "Created", 202: "Accepted", 203: "Non-Authoritative Information",
+    204: "No Content", 206: "Partial Content", 301: "Moved Permanently", 302: "Found", 303: "See Other",
+    304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request",
+    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    406: "Not Acceptable", 408: "Request Timeout", 409: "Conflict", 410: "Gone", 412: "Precondition Failed",
+    413: "Payload Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity",
+    429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+}
+_STATUS_LINES: dict[int, bytes] = {
+    code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in _REASONS.items()
+}
+
+
+def status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n".encode()
+    return line
+
+
+@dataclass(slots=True)
+class Limits:
+    """Protective limits of the listening server."""
+
+    max_header_bytes: int = 16 * 1024
+    max_body_bytes: int = 10 * 1024 * 1024
+    keepalive_timeout: float = 75.0
+    #: A request whose headers and body are not all in after this long is answered 408.
+    request_read_timeout: float = 30.0
+    #: Pipelined requests waiting on one connection before reading pauses.
+    max_pipelined: int = 32
+
+
+class Request:
+    """One parsed request. Header names are lower-cased bytes; values are raw bytes."""
+
+    __slots__ = ("body", "client", "headers", "keep_alive", "method", "path", "query", "scheme", "started", "version")
+
+    def __init__(self, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]],
+                 body: bytes, keep_alive: bool, version: str, client: str, scheme: str) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+        self.version = version
+        self.client = client
+        self.scheme = scheme
+        self.started = time.perf_counter()
+
+    def header(self, name: bytes) -> bytes | None:
+        """First value of header ``name`` (lower-case bytes), or None."""
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+    @property
+    def target(self) -> str:
+        """Path plus query string, as received."""
+        return self.path + "?" + self.query.decode("latin-1") if self.query else self.path
+
+
+class Response:
+    """What a handler returns: a status, headers (bytes pairs) and a body.
+
+    ``body`` is bytes, or ``stream`` an async iterator of chunks (sent chunked,
+    or raw when the headers carry a content-length); ``on_close`` runs after sending.
+    """
+
+    __slots__ = ("body", "close", "headers", "on_close", "status", "stream")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]] | None = None, body: bytes = b"",
+                 stream: AsyncIterator[bytes] | None = None,
+                 on_close: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.status = status
+        self.headers = headers if headers is not None else []
+        self.body = body
+        self.stream = stream
+        self.on_close = on_close
+        self.close = False
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def error_response(exc: BaseException, extra: list[tuple[bytes, bytes]] | None = None) -> Response:
+    """The JSON error shape for ``exc`` (through :func:`error_body`, the one mapping)."""
+    status, body, headers = error_body(exc)
+    hdrs = [(b"content-type", b"application/json")]
+    hdrs += [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
+    if extra:
+        hdrs += extra
+    return Response(status, hdrs, body)
+
+
+class _Reject(Exception):
+    def __init__(self, error: MeshkitError) -> None:
+        self.error = error
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.limits = server.limits
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.client = ""
+        self.pending: deque[Request] = deque()
+        self.task: asyncio.Task | None = None
+        self.paused_reading = False
+        self.write_ready: asyncio.Event | None = None
+        self.closing = False
+        self.last_active = self.loop.time()
+        self.reading_since: float | None = None
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._body: list[bytes] = []
+        self._body_bytes = 0
+
+    # --- connection -------------------------------------------------------
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client = peer[0] if peer else ""
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc) -> None:
+        self.server.connections.discard(self)
+        self.closing = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.write_ready is not None:
+            self.write_ready.set()
+
+    def pause_writing(self) -> None:
+        self.write_ready = asyncio.Event()
+
+    def resume_writing(self) -> None:
+        if self.write_ready is not None:
+            self.write_ready.set()
+            self.write_ready = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.reading_since is None:
+            self.reading_since = self.last_active = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            ctx = exc.__context__
+            self._fail(ctx.error if isinstance(ctx, _Reject) else BadRequest("malformed request"))
+        except httptools.HttpParserUpgrade:
+            self._fail(BadRequest("protocol upgrade is not supported", reason="upgrade_not_supported"))
+        except httptools.HttpParserError:
+            self._fail(BadRequest("malformed HTTP request", reason="malformed_request"))
+
+    def _fail(self, error: MeshkitError) -> None:
+        """Answer a request we could not parse (after any earlier ones) and close."""
+        self.pause_reading()
+        resp = error_response(error)
+        resp.close = True
+        # Queue it behind pipelined requests so answers stay in order.
+        self.pending.append(_Failed(resp))  # type: ignore[arg-type]
+        if self.task is None:
+            self.task = self.loop.create_task(self._run(self.pending.popleft()))
+
+    def pause_reading(self) -> None:
+        if not self.paused_reading and self.transport is not None:
+            self.paused_reading = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.paused_reading and self.transport is not None and not self.closing:
+            self.paused_reading = False
+            self.transport.resume_reading()
+
+    # --- parser callbacks -------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._header_bytes = 0
+        self._body = []
+        self._body_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_bytes += len(url)
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise _Reject(HeadersTooLarge(f"request line and headers exceed {self.limits.max_header_bytes} bytes"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise _Reject(HeadersTooLarge(f"request headers exceed {self.limits.max_header_bytes} bytes"))
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        for k, v in self._headers:
+            if k == b"content-length":
+                try:
+                    n = int(v)
+                except ValueError:
+                    raise _Reject(BadRequest("invalid content-length")) from None
+                if n > self.limits.max_body_bytes:
+                    raise _Reject(PayloadTooLarge(
+                        f"request body of {n} bytes exceeds the limit of {self.limits.max_body_bytes}"))
+                break
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        if self._body_bytes > self.limits.max_body_bytes:
+            raise _Reject(PayloadTooLarge(f"request body exceeds the limit of {self.limits.max_body_bytes} bytes"))
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        p = self.parser
+        url = self._url
+        if url[:1] != b"/":
+            # absolute-form ("http://host/path") or "*": keep the path only
+            if url.startswith((b"http://", b"https://")):
+                url = b"/" + url.split(b"/", 3)[3] if url.count(b"/") >= 3 else b"/"
+            else:
+                raise _Reject(BadRequest("request target must be a path"))
+        path, _, query = url.partition(b"?")
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        req = Request(p.get_method().decode("ascii"), path.decode("latin-1"), query, self._headers, body,
+                      p.should_keep_alive(), p.get_http_version(), self.client, self.server.scheme)
+        self.reading_since = None
+        if self.task is None:
+            self.task = self.loop.create_task(self._run(req))
+        else:
+            self.pending.append(req)
+            if len(self.pending) >= self.limits.max_pipelined:
+                self.pause_reading()
+
+    # --- answering --------------------------------------------------------
+    async def _run(self, req: Request) -> None:
+        handler = self.server.handler
+        try:
+            while True:
+                if isinstance(req, _Failed):
+                    resp = req.response
+                else:
+                    try:
+                        resp = await handler(req)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # a handler bug must not kill the connection silently
+                        self.server.on_error(exc)
+                        resp = error_response(exc)
+                keep = req.keep_alive and not resp.close and not self.closing and not self.server.stopping \
+                    if not isinstance(req, _Failed) else False
+                await self._send(resp, keep, req.method == "HEAD" if not isinstance(req, _Failed) else False)
+                self.last_active = self.loop.time()
+                if not keep:
+                    if self.transport is not None:
+                        self.transport.close()
+                    self.closing = True
+                    return
+                if not self.pending:
+                    return
+                req = self.pending.popleft()
+                if self.paused_reading and len(self.pending) < self.limits.max_pipelined // 2:
+                    self.resume_reading()
+        finally:
+            self.task = None
+
+    async def _send(self, resp: Response, keep: bool, head: bool) -> None:
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        parts = [status_line(resp.status)]
+        has_length = False
+        for k, v in resp.headers:
+            if k == b"content-length":
+                has_length = True
+            parts += (k, b": ", v, b"\r\n")
+        if not keep:
+            parts.append(b"connection: close\r\n")
+        if resp.stream is None:
+            if not has_length:
+                parts += (b"content-length: ", str(len(resp.body)).encode(), b"\r\n")
+            parts.append(b"\r\n")
+            if not head:
+                parts.append(resp.body)
+            t.write(b"".join(parts))
+            return
+        chunked = not has_length
+        if chunked:
+            parts.append(b"transfer-encoding: chunked\r\n")
+        parts.append(b"\r\n")
+        t.write(b"".join(parts))
+        try:
+            if not head:
+                async for chunk in resp.stream:
+                    if not chunk:
+                        continue
+                    if t.is_closing():
+                        return
+                    if chunked:
+                        t.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                    else:
+                        t.write(chunk)
+                    if self.write_ready is not None:
+                        await self.write_ready.wait()
+                if chunked:
+                    t.write(b"0\r\n\r\n")
+        finally:
+            if resp.on_close is not None:
+                await resp.on_close()
+
+    def idle(self) -> bool:
+        return self.task is None and self.reading_since is None
+
+
+class _Failed:
+    """A parse failure waiting its turn in the pipeline."""
+
+    __slots__ = ("response",)
+    keep_alive = False
+    method = ""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+class Server:
+    """A listening HTTP/1.1 server; build with :func:`serve`."""
+
+    def __init__(self, handler: Handler, limits: Limits, scheme: str,
+                 on_error: Callable[[BaseException], None]) -> None:
+        self.handler = handler
+        self.limits = limits
+        self.scheme = scheme
+        self.on_error = on_error
+        self.loop = asyncio.get_running_loop()
+        self.connections: set[HttpProtocol] = set()
+        self.stopping = False
+        self._server: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.Task | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    async def _sweep(self) -> None:
+        # Once a second is plenty for timeouts measured in seconds, and costs nothing per request.
+        while True:
+            await asyncio.sleep(1.0)
+            now = self.loop.time()
+            for conn in list(self.connections):
+                if conn.transport is None or conn.transport.is_closing():
+                    continue
+                if conn.reading_since is not None and now - conn.reading_since > self.limits.request_read_timeout:
+                    if conn.task is None:
+                        conn._fail(MeshkitError("request not received in time", reason="request_timeout", status=408))
+                elif conn.idle() and now - conn.last_active > self.limits.keepalive_timeout:
+                    conn.transport.close()
+
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop accepting, close idle connections, wait for busy ones (up to ``drain_timeout``)."""
+        self.stopping = True
+        if self._server is not None:
+            self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        deadline = time.monotonic() + drain_timeout
+        while self.connections and time.monotonic() < deadline:
+            for conn in list(self.connections):
+                if conn.idle() and conn.transport is not None:
+                    conn.transport.close()
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+
+
+async def serve(handler: Handler, host: str, port: int, *, limits: Limits | None = None,
+                ssl_context: ssl.SSLContext | None = None, backlog: int = 1024,
+                on_error: Callable[[BaseException], None] = lambda exc: None) -> Server:
+    """Listen on ``host:port`` (0 = a free port) and answer with ``handler``."""
+    server = Server(handler, limits or Limits(), "https" if ssl_context else "http", on_error)
+    server._server = await server.loop.create_server(
+        lambda: HttpProtocol(server), host, port, ssl=ssl_context, backlog=backlog, reuse_address=True)
+    server._sweeper = server.loop.create_task(server._sweep())
+    return server

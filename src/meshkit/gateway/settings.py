@@ -1,0 +1,54 @@
+"""Typed settings of the gateway (env prefix ``GATEWAY_``), built in ``main``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import SettingsConfigDict
+
+from meshkit.basis.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    """Everything the gateway reads from its environment (``GATEWAY_PORT``, ``GATEWAY_ROUTES_FILE``...)."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", populate_by_name=True)
+
+    name: str = "gateway"
+    port: int = 8080
+    #: The admin API (routes, upstreams, reload, cache purge): loopback only unless you mean it.
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9080
+    #: The routes file; default: the one shipped with meshkit (catalog under /api/catalog/).
+    routes_file: Path | None = None
+    #: Seconds between checks of the routes file for changes (0 = only on an admin call).
+    reload_interval: float = 1.0
+
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    jwks_url: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    leeway: float = 30.0
+    api_keys_file: str | None = None
+    #: ``memory://`` (per gateway) or ``redis://host:6379/0`` (shared by every gateway instance).
+    rate_limit_url: str = "memory://"
+
+    max_header_bytes: int = 16 * 1024
+    max_body_bytes: int = 10 * 1024 * 1024
+    keepalive_timeout: float = 75.0
+    cache_max_bytes: int = 64 * 1024 * 1024
+    upstream_max_connections: int = 512
+    #: Take the client address from ``X-Forwarded-For`` (only behind a trusted load balancer).
+    trust_forwarded: bool = False
+    #: Serve ``/metrics`` on the public port too (the admin port always does).
+    public_metrics: bool = True
+
+    breaker_failure_ratio: float = 0.5
+    breaker_min_calls: int = 20
+    breaker_open_for: float = 5.0
+    #: Consecutive failures that eject an instance, and the first ejection period (seconds).
+    eject_after: int = 5
+    eject_for: float = 10.0
+    retry_budget_ratio: float = 0.2
