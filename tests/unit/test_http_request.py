@@ -1,0 +1,81 @@
+"""Request serialisation: framing headers, Host, validation against header injection."""
+
+from __future__ import annotations
+
+import pytest
+
+from meshkit.basis.http import InvalidRequest
+from meshkit.basis.http.request import INLINE_BODY_MAX, encode_request, host_line, method_bytes
+
+HOST = host_line("10.0.0.5", 8080)
+
+
+def test_get_without_headers_is_one_write():
+    data, tail, close = encode_request("GET", "/a?b=1", HOST, None, b"")
+    assert data == b"GET /a?b=1 HTTP/1.1\r\nHost: 10.0.0.5:8080\r\n\r\n"
+    assert tail is None and close is False
+
+
+def test_dict_and_list_headers_are_equivalent():
+    a, _, _ = encode_request("GET", "/", HOST, {"x-request-id": "r1", "accept": "*/*"}, b"")
+    b, _, _ = encode_request("GET", "/", HOST, [(b"x-request-id", b"r1"), ("accept", "*/*")], b"")
+    assert a == b
+    assert b"x-request-id: r1\r\naccept: */*\r\nHost: 10.0.0.5:8080\r\n\r\n" in a
+
+
+def test_body_sets_content_length_and_callers_framing_is_dropped():
+    data, tail, _ = encode_request(
+        "POST", "/x", HOST, {"Content-Length": "999", "Transfer-Encoding": "chunked", "a": "b"}, b"{}"
+    )
+    assert tail is None
+    assert data.endswith(b"Content-Length: 2\r\n\r\n{}")
+    assert b"999" not in data and b"chunked" not in data
+
+
+def test_empty_post_sends_zero_length_and_get_none():
+    assert b"Content-Length: 0\r\n" in encode_request("POST", "/", HOST, None, b"")[0]
+    assert b"Content-Length" not in encode_request("DELETE", "/", HOST, None, b"")[0]
+
+
+def test_large_body_is_not_copied_into_the_head():
+    body = b"x" * (INLINE_BODY_MAX + 1)
+    data, tail, _ = encode_request("PUT", "/blob", HOST, None, body)
+    assert tail is body
+    assert data.endswith(b"Content-Length: %d\r\n\r\n" % len(body))
+
+
+def test_callers_host_wins_and_connection_close_is_reported():
+    data, _, close = encode_request("GET", "/", HOST, {"Host": "api.example", "Connection": "close"}, b"")
+    assert b"Host: api.example\r\n" in data and b"10.0.0.5" not in data
+    assert close is True
+
+
+def test_host_line_forms():
+    assert host_line("example.org", 80) == b"Host: example.org\r\n"
+    assert host_line("::1", 9000) == b"Host: [::1]:9000\r\n"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"x-a": "1\r\nx-evil: 2"}, {"x-a\n": "1"}, [(b"x-a", b"1\rx")], {"x": "a\nb"}],
+)
+def test_cr_or_lf_in_headers_is_refused(headers):
+    with pytest.raises(InvalidRequest, match="CR or LF"):
+        encode_request("GET", "/", HOST, headers, b"")
+
+
+@pytest.mark.parametrize("target", ["/a b", "/a\r\nHost: x", "", "/\x00"])
+def test_bad_targets_are_refused(target):
+    with pytest.raises(InvalidRequest, match="target"):
+        encode_request("GET", target, HOST, None, b"")
+
+
+def test_methods():
+    assert method_bytes("PROPFIND") == b"PROPFIND"
+    with pytest.raises(InvalidRequest):
+        method_bytes("GET /x")
+
+
+def test_str_body_is_a_type_error():
+    with pytest.raises(TypeError, match="bytes"):
+        encode_request("POST", "/", HOST, None, "text")  # type: ignore[arg-type]
