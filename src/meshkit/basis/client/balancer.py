@@ -50,12 +50,10 @@ class PowerOfTwoChoices(Generic[C]):
     without the herd effect of "always least loaded".
     """
 
-    __slots__ = ("_cum", "_items", "_rand", "_randrange", "_total", "_uniform")
+    __slots__ = ("_cum", "_items", "_rand", "_total", "_uniform")
 
     def __init__(self, candidates: Sequence[C] = (), *, rng: random.Random | None = None) -> None:
-        r = rng or random.Random()
-        self._rand = r.random
-        self._randrange = r.randrange
+        self._rand = (rng or random.Random()).random
         self.update(candidates)
 
     def update(self, candidates: Sequence[C]) -> None:
@@ -71,13 +69,14 @@ class PowerOfTwoChoices(Generic[C]):
 
     def _sample(self) -> int:
         if self._uniform:
-            return self._randrange(len(self._items))
+            # int(random() * n) rather than randrange: same distribution, a third of the cost.
+            return int(self._rand() * len(self._items))
         return bisect_right(self._cum, self._rand() * self._total)
 
     def _other(self, i: int) -> int:
         n = len(self._items)
         if self._uniform:
-            j = self._randrange(n - 1)
+            j = int(self._rand() * (n - 1))
             return j + 1 if j >= i else j
         for _ in range(4):
             j = self._sample()

@@ -260,11 +260,12 @@ class ServiceClient:
 
     def _headers(self, ctx: ctxmod.RequestContext | None, extra: Mapping[str, str] | None) -> list:
         if ctx is None:
-            rid = _urandom(12).hex()
+            # A call outside any request (a background job) starts its own trace.
+            ids = _urandom(36).hex().encode()  # one syscall: request id, trace id, span id
             hdrs = [
                 self._caller_header,
-                (_REQUEST_ID, rid.encode()),
-                (_TRACEPARENT, b"00-%s-%s-01" % (_urandom(16).hex().encode(), _urandom(8).hex().encode())),
+                (_REQUEST_ID, ids[:24]),
+                (_TRACEPARENT, b"00-%s-%s-01" % (ids[24:56], ids[56:])),
             ]
         else:
             hdrs = [
