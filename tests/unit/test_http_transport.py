@@ -404,3 +404,26 @@ async def test_closed_transport_refuses_requests():
         await t.close()
         with pytest.raises(TransportError, match="closed"):
             await t.request(HOST, up.port, "GET", "/")
+
+
+async def test_stale_connection_is_retried_for_a_stream_too():
+    async with serve(stale_once()) as up, HttpTransport() as t:
+        await t.request(HOST, up.port, "GET", "/one")
+        async with await t.stream(HOST, up.port, "GET", "/two") as r:
+            assert await r.read() == b"hello"
+        assert t.stats()[f"{HOST}:{up.port}"].stale_retries == 1
+
+
+async def test_discarded_connection_hands_its_slot_to_a_waiter():
+    async def handler(reader, writer, up):
+        await read_request(reader)
+        await asyncio.sleep(0.02)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    async with serve(handler) as up, HttpTransport(max_connections_per_host=1) as t:
+        results = await asyncio.gather(*(t.request(HOST, up.port, "GET", "/", timeout=2) for _ in range(4)))
+        assert [r.body for r in results] == [b"ok"] * 4
+        assert up.connections == 4 and up.max_open == 1
+        stats = t.stats()[f"{HOST}:{up.port}"]
+        assert (stats.open, stats.waiting, stats.connections_opened) == (0, 0, 4)

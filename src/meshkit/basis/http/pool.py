@@ -68,7 +68,8 @@ class ConnectionPool:
     ) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
-        self._loop = loop
+        #: The loop this pool (and its connections) belong to.
+        self.loop = loop
         self.host = host
         self.port = port
         self.host_line = host_line(host, port)
@@ -94,7 +95,7 @@ class ConnectionPool:
         """An idle connection that is still open and fresh, without waiting, or ``None``."""
         idle = self._idle
         if idle:
-            now = self._loop.time()
+            now = self.loop.time()
             while idle:
                 conn = idle.pop()
                 if conn.open and now - conn.idle_since < self.idle_timeout:
@@ -135,11 +136,11 @@ class ConnectionPool:
         return bool(waiters)
 
     async def _wait(self, deadline: float | None) -> Connection | None:
-        fut = self._loop.create_future()
+        fut = self.loop.create_future()
         self._waiters.append(fut)
         handle = None
         if deadline is not None:
-            handle = self._loop.call_at(deadline, _expire_waiter, fut, self)
+            handle = self.loop.call_at(deadline, _expire_waiter, fut, self)
         try:
             return await fut
         except BaseException:
@@ -159,7 +160,7 @@ class ConnectionPool:
 
     async def _connect(self, deadline: float | None) -> Connection:
         """Open a connection in a slot already counted in ``_slots``."""
-        loop = self._loop
+        loop = self.loop
         timeout = self.connect_timeout
         by_deadline = False
         if deadline is not None and deadline - loop.time() < timeout:
@@ -189,8 +190,8 @@ class ConnectionPool:
                 f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}; is the upstream running?",
                 host=self.host, port=self.port,
             ) from exc
-        except BaseException:
-            self._connect_failed()
+        except BaseException:  # cancelled while connecting: not the upstream's fault
+            self._free_slot()
             raise
         finally:
             self._connecting -= 1
@@ -218,11 +219,11 @@ class ConnectionPool:
             if not fut.done():
                 fut.set_result(conn)
                 return
-        conn.idle_since = self._loop.time()
+        conn.idle_since = self.loop.time()
         conn.on_idle_lost = self._idle_lost
         self._idle.append(conn)
         if self._sweep is None:
-            self._sweep = self._loop.call_at(conn.idle_since + self.idle_timeout, self._expire_idle)
+            self._sweep = self.loop.call_at(conn.idle_since + self.idle_timeout, self._expire_idle)
 
     def discard(self, conn: Connection) -> None:
         """Close a connection that cannot be reused and free its slot."""
@@ -258,7 +259,7 @@ class ConnectionPool:
     def _expire_idle(self) -> None:
         self._sweep = None
         idle = self._idle
-        limit = self._loop.time() - self.idle_timeout
+        limit = self.loop.time() - self.idle_timeout
         n = 0
         while n < len(idle) and idle[n].idle_since <= limit:
             n += 1
@@ -267,7 +268,7 @@ class ConnectionPool:
         for conn in expired:
             self._drop(conn)
         if idle:
-            self._sweep = self._loop.call_at(idle[0].idle_since + self.idle_timeout, self._expire_idle)
+            self._sweep = self.loop.call_at(idle[0].idle_since + self.idle_timeout, self._expire_idle)
 
     # -- admin ---------------------------------------------------------------
 

@@ -100,7 +100,7 @@ class HttpTransport:
         """
         pool = self._pools.get((host, port)) or self._pool(host, port)
         data, tail, close = encode_request(method, target, pool.host_line, headers, body)
-        loop = pool._loop
+        loop = pool.loop
         if timeout is None:
             timeout = self.timeout
         deadline = None if timeout is None else loop.time() + timeout
@@ -151,7 +151,7 @@ class HttpTransport:
         """
         pool = self._pools.get((host, port)) or self._pool(host, port)
         data, tail, close = encode_request(method, target, pool.host_line, headers, body)
-        loop = pool._loop
+        loop = pool.loop
         if timeout is None:
             timeout = self.timeout
         if read_timeout is None:
