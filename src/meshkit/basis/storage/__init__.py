@@ -4,12 +4,13 @@
 
     engine = create_engine(settings.database)          # sqlite+aiosqlite:/// or postgresql+asyncpg://
     await migrate(engine, "meshkit.services.catalog.adapters.migrations")
+    service.add_check("database", lambda: ping(engine))
     sessions = session_factory(engine)
     async with transaction(sessions) as session:       # commit, or roll back and translate errors
         ...
 """
 
-from meshkit.basis.storage.engine import SUPPORTED, create_engine, is_sqlite, parse_url
+from meshkit.basis.storage.engine import SUPPORTED, create_engine, is_sqlite, parse_url, ping
 from meshkit.basis.storage.errors import translate, translate_errors
 from meshkit.basis.storage.migrate import current_revision, default_version_table, migrate
 from meshkit.basis.storage.session import session_factory, transaction
@@ -22,6 +23,7 @@ __all__ = [
     "is_sqlite",
     "migrate",
     "parse_url",
+    "ping",
     "session_factory",
     "transaction",
     "translate",

@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -79,6 +79,15 @@ def parse_url(url: str | URL) -> URL:
 def is_sqlite(engine: AsyncEngine) -> bool:
     """Whether ``engine`` talks to SQLite (some statements differ)."""
     return engine.dialect.name == "sqlite"
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """One round trip to the database (a readiness check); raises a meshkit error when it fails."""
+    from meshkit.basis.storage.errors import translate_errors
+
+    with translate_errors():
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
 
 
 def _redacted(url: str | URL) -> str:
