@@ -73,6 +73,22 @@ async def test_evalsha_falls_back_to_eval_when_the_script_is_not_cached(redis_ur
         await lim.close()
 
 
+async def test_concurrent_hits_share_round_trips_and_survive_a_lost_script(redis_url, key, monkeypatch):
+    import hashlib
+
+    script = rl.SCRIPT + f"\n-- {uuid.uuid4().hex}\n"  # unknown to the server: the pipeline path must load it
+    monkeypatch.setattr(rl, "SCRIPT", script)
+    monkeypatch.setattr(rl, "SCRIPT_SHA", hashlib.sha1(script.encode()).hexdigest())
+    lim = open_rate_limiter(redis_url, max_inflight=2)
+    try:
+        results = await asyncio.gather(*(lim.hit(key, rate=0.1, burst=300) for _ in range(1000)))
+        assert sum(d.allowed for d in results) == 300
+        assert sorted(d.remaining for d in results if d.allowed) == list(range(300))
+        assert lim.round_trips < 30 and lim.failures == 0  # 1000 hits, a handful of pipelines
+    finally:
+        await lim.close()
+
+
 async def test_bucket_keys_expire_in_redis(redis_url, key):
     lim = open_rate_limiter(redis_url + "?prefix=meshkit:test:")
     try:

@@ -129,3 +129,20 @@ def test_open_rate_limiter_by_scheme():
         open_rate_limiter("memory://?maxkeys=1")
     with pytest.raises(ConfigError, match="'open' or 'closed'"):
         open_rate_limiter("redis://127.0.0.1:6379/0?fail=maybe")
+
+
+async def test_limiter_agrees_with_the_reference_step_on_random_traffic():
+    import random
+
+    rnd = random.Random(7)
+    clock = Clock()
+    lim = MemoryRateLimiter(clock=clock)
+    tokens, last = 4.0, clock.t
+    for _ in range(2000):
+        clock.t += rnd.choice([0.0, 0.001, 0.05, 0.3, -0.01])  # including small steps backwards
+        cost = rnd.choice([1, 1, 2])
+        got = await lim.hit("k", rate=3.0, burst=4, cost=cost)
+        tokens, allowed, retry = take(tokens, last, clock.t, 3.0, 4, cost)
+        last = max(last, clock.t)
+        assert got.allowed == allowed and got.retry_after == pytest.approx(retry)
+        assert got.remaining == int(tokens) and got.reset_after == pytest.approx((4 - tokens) / 3.0)

@@ -23,7 +23,8 @@ _EVICT_PER_HIT = 4
 
 def take(tokens: float, last: float, now: float, rate: float, burst: int, cost: int = 1
          ) -> tuple[float, bool, float]:
-    """One token-bucket step: ``(tokens after, allowed, retry_after)``.
+    """One token-bucket step: ``(tokens after, allowed, retry_after)`` (the reference that
+    :meth:`MemoryRateLimiter.hit_now` inlines and the Redis script mirrors).
 
     ``tokens`` were there at ``last``; the bucket refills to ``now`` (never above
     ``burst``; a clock that went backwards adds nothing), then ``cost`` is taken
@@ -35,11 +36,6 @@ def take(tokens: float, last: float, now: float, rate: float, burst: int, cost: 
     if tokens >= cost:
         return tokens - cost, True, 0.0
     return tokens, False, (cost - tokens) / rate
-
-
-def decision(tokens: float, allowed: bool, retry_after: float, rate: float, burst: int) -> RateDecision:
-    """Headers-ready view of a bucket after a hit."""
-    return RateDecision(allowed, burst, int(tokens), (burst - tokens) / rate, retry_after)
 
 
 class MemoryRateLimiter:
@@ -60,20 +56,31 @@ class MemoryRateLimiter:
 
     def hit_now(self, key: str, rate: float, burst: int, cost: int = 1) -> RateDecision:
         """The synchronous core of :meth:`hit` (no I/O: usable outside a coroutine)."""
-        check_limits(rate, burst, cost)
+        if not rate > 0 or not 1 <= cost <= burst:
+            check_limits(rate, burst, cost)  # raises, saying what is wrong
         now = self._clock()
         buckets = self._buckets
         b = buckets.get(key)
         if b is None:
-            tokens, allowed, retry = take(float(burst), now, now, rate, burst, cost)
+            tokens = float(burst - cost)
             buckets[key] = [tokens, now, rate, burst]
             self._evict(now)
-        else:
-            tokens, allowed, retry = take(b[0], b[1], now, rate, burst, cost)
-            # a clock step backwards must not push "last" back and mint tokens later
-            b[0], b[1], b[2], b[3] = tokens, max(now, b[1]), rate, burst
-            buckets.move_to_end(key)
-        return decision(tokens, allowed, retry, rate, burst)
+            return RateDecision(True, burst, int(tokens), cost / rate, 0.0)
+        # inlined take(): this runs on every request of a rate-limited route
+        tokens, elapsed = b[0], now - b[1]
+        if elapsed > 0:
+            tokens += elapsed * rate
+            if tokens > burst:
+                tokens = float(burst)
+            b[1] = now  # a clock step backwards leaves "last" alone: no tokens minted later
+        b[2], b[3] = rate, burst
+        buckets.move_to_end(key)
+        if tokens >= cost:
+            tokens -= cost
+            b[0] = tokens
+            return RateDecision(True, burst, int(tokens), (burst - tokens) / rate, 0.0)
+        b[0] = tokens
+        return RateDecision(False, burst, int(tokens), (burst - tokens) / rate, (cost - tokens) / rate)
 
     def _evict(self, now: float) -> None:
         buckets = self._buckets
