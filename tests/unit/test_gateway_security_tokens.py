@@ -251,3 +251,27 @@ def test_authorize_without_identity_is_401_when_something_is_required(auth):
     with pytest.raises(Unauthorized) as info:
         auth.authorize(None, permissions=["catalog:write"])
     assert info.value.headers["WWW-Authenticate"] == 'Bearer realm="meshkit"'
+
+
+async def test_key_embedded_in_the_header_is_ignored(auth, ed):
+    attacker = TokenIssuer("EdDSA", kid=ed.kid)
+    token = attacker.token("root", roles=["admin"], headers={"jwk": attacker.jwk, "jku": "http://evil.example/jwks"})
+    await rejected(auth, token, "signature is invalid")
+
+
+async def test_symmetric_and_weak_keys_in_the_jwks_are_never_used(ed):
+    from meshkit.gateway.security.jwks import parse_jwks
+
+    secret = b"shared-secret-that-must-not-work"
+    weak = TokenIssuer("RS256", kid="weak", rsa_bits=1024)
+    doc = {"keys": [{"kty": "oct", "kid": "hmac", "k": b64url(secret)}, weak.jwk,
+                    {**ed.jwk, "use": "enc", "kid": "enc-key"}, {**ed.jwk, "crv": "X25519", "kid": "x"},
+                    {**ed.jwk, "alg": "ES256", "kid": "es"}, "not-an-object", ed.jwk]}
+    assert set(parse_jwks(doc)) == {ed.kid}
+    auth = Authenticator(jwks=doc, issuer=ISS, audience=AUD)
+    header = b64url(json.dumps({"alg": "HS256", "kid": "hmac"}).encode())
+    payload = b64url(json.dumps(ed.claims("root")).encode())
+    sig = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    await rejected(auth, f"{header}.{payload}.{b64url(sig)}", "'HS256' is not accepted")
+    weak_token = weak.sign_raw({"alg": "RS256", "kid": "weak"}, json.dumps(weak.claims()).encode())
+    await rejected(auth, weak_token, "unknown signing key 'weak'")  # a real 1024-bit key, refused for its size
