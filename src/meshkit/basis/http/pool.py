@@ -120,6 +120,10 @@ class ConnectionPool:
             if self._slots < self.max_size and not self._has_waiters():
                 self._slots += 1
                 return await self._connect(deadline)
+            if fresh and self._idle:
+                # Full, but an idle connection can give up its slot to the fresh one we need.
+                self._drop(self._idle.pop(0), slot_held=True)
+                return await self._connect(deadline)
             got = await self._wait(deadline)
             if got is None:  # a slot was handed over: open our own connection
                 return await self._connect(deadline)

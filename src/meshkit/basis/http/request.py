@@ -36,6 +36,7 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 _BODY_EXPECTED = frozenset({"POST", "PUT", "PATCH"})
 _METHODS = {m: m.encode() for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")}
 _DROPPED = frozenset({b"content-length", b"transfer-encoding"})
+_SPECIAL = _DROPPED | {b"host", b"connection"}
 _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -76,19 +77,20 @@ def encode_request(
         has_host = False
         n = 0
         start = len(parts)
-        items = headers.items() if isinstance(headers, Mapping) else headers
+        items = headers.items() if headers.__class__ is dict or isinstance(headers, Mapping) else headers
         for name, value in items:
             if name.__class__ is not bytes:
                 name = str(name).encode("latin-1")
             if value.__class__ is not bytes:
                 value = str(value).encode("latin-1")
             lname = name.lower()
-            if lname in _DROPPED:
-                continue
-            if lname == b"host":
-                has_host = True
-            elif lname == b"connection" and b"close" in value.lower():
-                close = True
+            if lname in _SPECIAL:
+                if lname in _DROPPED:
+                    continue
+                if lname == b"host":
+                    has_host = True
+                elif b"close" in value.lower():  # Connection: close
+                    close = True
             parts += (name, b": ", value, b"\r\n")
             n += 1
         # One C-level count instead of scanning every name and value: each header
