@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -125,17 +124,24 @@ async def _catalog_upstream():
     from meshkit.basis.registry.view import RegistryView
 
     with tempfile.TemporaryDirectory(prefix="meshkit-bench-client-") as tmp:
-        nats = EmbeddedNats(port=0, data_dir=os.path.join(tmp, "nats"))
+        nats = EmbeddedNats(port=0, data_dir=os.path.join(tmp, "nats"), log_file=os.path.join(tmp, "nats.log"))
         await nats.start()
         env = dict(os.environ, MESHKIT_NATS_URL=nats.url, MESHKIT_DATA_DIR=os.path.join(tmp, "data"),
                    MESHKIT_INSTANCE_ID="bench-catalog-1", MESHKIT_LOG_LEVEL="warning")
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "meshkit.services.catalog.main",
-                                                    env=env, stdout=subprocess.DEVNULL)
+        log_path = os.path.join(tmp, "catalog.log")
+        with open(log_path, "wb") as log:  # noqa: ASYNC230 - opened once, before the load starts
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "meshkit.services.catalog.main",
+                                                        env=env, stdout=log, stderr=log)
         registry = view = None
         try:
             registry = await open_registry(nats.url)
             view = await RegistryView(registry).start()
-            await view.wait_for("catalog", 1, timeout=30.0)
+            try:
+                await view.wait_for("catalog", 1, timeout=30.0)
+            except Exception:
+                with open(log_path, "rb") as log:  # noqa: ASYNC230 - error path only
+                    print(log.read()[-2000:].decode(errors="replace"))
+                raise
             yield view, "catalog service (subprocess, SQLite, NATS registry)"
         finally:
             if view is not None:
@@ -187,38 +193,45 @@ async def _run(seconds: float, concurrency: int, upstream: str) -> int:
         inst = view.instances("catalog")[0]
         client = ServiceClient(view, caller="bench", transport=HttpTransport(max_connections_per_host=concurrency))
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
-        path = PATH
-        probe = await client.get("catalog", path)
-        if probe.status != 200:
-            path = "/livez"
-            probe = await client.get("catalog", path)
-        if probe.status != 200:
-            print(f"upstream answered {probe.status} to GET {path}: {probe.body[:200]!r}")
-            return 1
-        url = f"{inst.url}{path}"
-
-        async def via_client() -> None:
-            r = await client.get("catalog", path)
-            if r.status != 200:
-                raise RuntimeError(f"client got {r.status}")
-
-        async def via_aiohttp() -> None:
-            async with session.get(url) as r:
-                await r.read()
-                if r.status != 200:
-                    raise RuntimeError(f"aiohttp got {r.status}")
-
         bare = HttpTransport(max_connections_per_host=concurrency)
-
-        async def via_transport() -> None:
-            r = await bare.request(inst.address, inst.port, "GET", path)
-            if r.status != 200:
-                raise RuntimeError(f"transport got {r.status}")
-
-        sides = {"meshkit client": via_client, "raw aiohttp": via_aiohttp, "bare transport": via_transport}
-        results: dict[str, tuple[int, float, list[float]]] = {name: (0, 0.0, []) for name in sides}
         try:
-            for call in sides.values():  # warm both pools and code paths
+            path = PATH
+            if use_catalog:
+                # Ten products, so the page the benchmark reads is a real one.
+                for i in range(10):
+                    r = await client.post("catalog", "/products", json={
+                        "name": f"Bench product {i}", "sku": f"BENCH-{i}",
+                        "price": {"amount": f"{10 + i}.99", "currency": "EUR"}})
+                    if r.status != 201:
+                        print(f"note: seeding product {i} answered {r.status}: {r.body[:200]!r}")
+            probe = await client.get("catalog", path)
+            if probe.status != 200:
+                path = "/livez"
+                probe = await client.get("catalog", path)
+            if probe.status != 200:
+                print(f"upstream answered {probe.status} to GET {path}: {probe.body[:200]!r}")
+                return 1
+            url = f"{inst.url}{path}"
+
+            async def via_client() -> None:
+                r = await client.get("catalog", path)
+                if r.status != 200:
+                    raise RuntimeError(f"client got {r.status}")
+
+            async def via_aiohttp() -> None:
+                async with session.get(url) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"aiohttp got {r.status}")
+
+            async def via_transport() -> None:
+                r = await bare.request(inst.address, inst.port, "GET", path)
+                if r.status != 200:
+                    raise RuntimeError(f"transport got {r.status}")
+
+            sides = {"meshkit client": via_client, "raw aiohttp": via_aiohttp, "bare transport": via_transport}
+            results: dict[str, tuple[int, float, list[float]]] = {name: (0, 0.0, []) for name in sides}
+            for call in sides.values():  # warm every pool and code path
                 await _load(call, WARMUP, concurrency)
             per_round = seconds / ROUNDS
             for _ in range(ROUNDS):
