@@ -51,6 +51,7 @@ examples:
   meshkit up
   meshkit up --nats-port 4300 --data-dir /tmp/meshkit-demo
   meshkit up --system my-system.yaml --no-color | tee up.log
+  meshkit up --raw-logs                    # JSON log lines as the services write them
   MESHKIT_NATS_URL=nats://10.0.0.5:4222 meshkit up     # use that NATS, start none
 
 exit codes: 0 stopped on request, 1 a service keeps crashing while starting,
@@ -113,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where NATS and the services keep data (default: $MESHKIT_DATA_DIR or ./.meshkit)")
     up.add_argument("--no-color", action="store_true",
                     help="plain output even on a terminal (also: NO_COLOR=1; FORCE_COLOR=1 forces colour)")
+    up.add_argument("--raw-logs", action="store_true",
+                    help="pass the services' JSON log lines through unchanged (default off a terminal; "
+                         "on one, each becomes a readable line: time, level, message, fields)")
 
     services = sub.add_parser("services", help="list the registered service instances",
                               description="List the service instances in the registry: service, instance id, "
@@ -159,7 +163,8 @@ def run(argv: list[str]) -> int:
             data_dir=args.data_dir or Path(os.environ.get("MESHKIT_DATA_DIR") or ".meshkit"),
             nats_url=os.environ.get("MESHKIT_NATS_URL") or None,
         )
-        return up.command(options, color=use_color(sys.stdout, no_color=args.no_color))
+        return up.command(options, color=use_color(sys.stdout, no_color=args.no_color),
+                          readable_logs=not args.raw_logs and _isatty(sys.stdout))
     if args.command == "services":
         from meshkit.cli import services_cmd
         from meshkit.cli.probe import nats_url
@@ -174,6 +179,13 @@ def run(argv: list[str]) -> int:
         return run_cmd.command(args.target, args.system)
     parser.error(f"unknown command {args.command!r}")
     return 2
+
+
+def _isatty(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError):
+        return False
 
 
 def _env_port(parser: argparse.ArgumentParser) -> int:

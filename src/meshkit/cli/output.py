@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import IO, Any
+
+import orjson
 
 RESET = "\x1b[0m"
 BOLD = "\x1b[1m"
@@ -83,6 +86,47 @@ class Tagger:
         return self.prefix(tag) + text
 
 
+#: Fields a readable log line leaves out: shown elsewhere (tag, time) or too long to read.
+_LOG_HIDDEN = ("time", "level", "logger", "message", "service", "instance", "trace_id", "span_id",
+               "traceback", "stack", "exc_type")
+_LEVEL_COLOURS = {"warning": YELLOW, "error": RED, "critical": BOLD + RED, "debug": DIM}
+
+
+def render_log(text: str, color: bool) -> str:
+    """A JSON log line of a service as one readable line (plus its traceback, if any).
+
+    ``{"time": …, "level": "info", "message": "GET /readyz 200", "status": 200, …}``
+    becomes ``12:00:01.250 info  GET /readyz 200  status=200``; anything that is
+    not such a JSON object comes back unchanged.
+    """
+    if not text.startswith("{"):
+        return text
+    try:
+        record = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+    if not isinstance(record, dict) or "message" not in record:
+        return text
+    level = str(record.get("level", "info"))
+    shown_level = f"{level:<5}"
+    if level in _LEVEL_COLOURS:
+        shown_level = paint(shown_level, _LEVEL_COLOURS[level], color)
+    parts = [_local_time(str(record.get("time", ""))), shown_level, str(record["message"])]
+    extras = " ".join(f"{k}={v}" for k, v in record.items() if k not in _LOG_HIDDEN)
+    if extras:
+        parts.append(paint(extras, DIM, color))
+    line = " ".join(p for p in parts if p)
+    trace = record.get("traceback") or record.get("stack")
+    return f"{line}\n{trace}".rstrip() if trace else line
+
+
+def _local_time(stamp: str) -> str:
+    try:
+        return datetime.fromisoformat(stamp).astimezone().strftime("%H:%M:%S.%f")[:-3]
+    except ValueError:
+        return stamp
+
+
 class Console:
     """Writes the supervisor's own notes and the children's lines to one stream.
 
@@ -93,14 +137,19 @@ class Console:
     SELF = "meshkit"
 
     def __init__(self, stream: IO[str] | None = None, *, color: bool = False,
-                 tags: Iterable[str] = ()) -> None:
+                 tags: Iterable[str] = (), readable_logs: bool = False) -> None:
         self.stream = sys.stdout if stream is None else stream
         self.color = color
+        #: Render the children's JSON log lines readably (see :func:`render_log`).
+        self.readable_logs = readable_logs
         self.tagger = Tagger([self.SELF, *tags], color=color)
 
     def child(self, tag: str, text: str) -> None:
-        """One line a child printed, behind its tag."""
-        self._write(self.tagger.line(tag, text))
+        """One line a child printed, behind its tag (each line, if it became several)."""
+        if self.readable_logs:
+            text = render_log(text, self.color)
+        prefix = self.tagger.prefix(tag)
+        self._write("\n".join(prefix + part for part in text.split("\n")))
 
     def note(self, text: str) -> None:
         """One line from ``meshkit up`` itself."""

@@ -80,16 +80,19 @@ class Child:
 
 #: Called after a child exited on its own: ``(child, returncode, uptime)``.
 ExitHook = Callable[[Child, int, float], None]
+#: Called after each (re)start of a child, once it has a pid.
+SpawnHook = Callable[[Child], None]
 
 
 class Supervisor:
     """Runs children, restarts those that exit, stops them all on request."""
 
     def __init__(self, console: Console, policy: RestartPolicy | None = None,
-                 on_exit: ExitHook | None = None) -> None:
+                 on_exit: ExitHook | None = None, on_spawn: SpawnHook | None = None) -> None:
         self.console = console
         self.policy = policy or RestartPolicy()
         self.on_exit = on_exit
+        self.on_spawn = on_spawn
         self.children: list[Child] = []
         self._stopping = asyncio.Event()
 
@@ -150,6 +153,8 @@ class Supervisor:
             asyncio.create_task(self._pump(child, child.process.stdout)),
             asyncio.create_task(self._pump(child, child.process.stderr)),
         ]
+        if self.on_spawn:
+            self.on_spawn(child)
 
     async def _pump(self, child: Child, stream: asyncio.StreamReader | None) -> None:
         """Copy a child's output line by line, behind its tag."""

@@ -70,7 +70,7 @@ class Up:
         self.system = system
         self.console = console
         self.options = options
-        self.supervisor = Supervisor(console, policy, on_exit=self._child_exited)
+        self.supervisor = Supervisor(console, policy, on_exit=self._child_exited, on_spawn=self._child_spawned)
         self.nats: EmbeddedNats | None = None
         self.registry = None
         self.view = None
@@ -132,7 +132,8 @@ class Up:
         self.console.note(f"starting nats on port {self.options.nats_port}…")
         t = time.monotonic()
         await self.nats.start()
-        self.console.note(f"nats ok ({self.nats.url}, {time.monotonic() - t:.2f}s, log {data_dir / 'nats.log'})")
+        pid = self.nats.process.pid if self.nats.process else "?"
+        self.console.note(f"nats ok ({self.nats.url}, pid {pid}, {time.monotonic() - t:.2f}s, log {data_dir / 'nats.log'})")
         return self.nats.url
 
     async def _watch_registry(self, nats_url: str) -> None:
@@ -152,7 +153,6 @@ class Up:
                                 instance_id=iid)
                 tag = f"{svc.name}/{iid.rsplit('-', 1)[1]}"
                 self.supervisor.add(ChildSpec(svc.name, iid, tag, [sys.executable, "-m", svc.module], env))
-                self.console.note(f"{iid} starting… ({svc.module})")
         self.supervisor.start()
 
     # -- readiness -----------------------------------------------------------------------------
@@ -230,6 +230,10 @@ class Up:
         for w in waiters:
             w.cancel()
 
+    def _child_spawned(self, child: Child) -> None:
+        again = f", restart {child.starts - 1}" if child.starts > 1 else ""
+        self.console.note(f"{child.spec.instance_id} starting… (pid {child.pid}{again}, python {' '.join(child.spec.argv[1:])})")
+
     def _child_exited(self, child: Child, code: int, uptime: float) -> None:
         if not self.ready and child.crashes >= START_CRASH_LIMIT:
             self.abort = (
@@ -277,7 +281,7 @@ class Up:
             self.console.note(f"stopped in {time.monotonic() - t0:.1f}s")
 
 
-def command(options: UpOptions, *, color: bool) -> int:
+def command(options: UpOptions, *, color: bool, readable_logs: bool = False) -> int:
     """Run ``meshkit up``; the exit code (0 after Ctrl-C / SIGTERM, 1 failed, 2 bad setup)."""
     from meshkit.cli.system import load_system
 
@@ -287,6 +291,6 @@ def command(options: UpOptions, *, color: bool) -> int:
         print(f"meshkit up: {exc.message}", file=sys.stderr)
         return 2
     tags = [f"{s.name}/{n}" for s in system.services for n in range(1, s.instances + 1)]
-    console = Console(color=color, tags=tags)
+    console = Console(color=color, tags=tags, readable_logs=readable_logs)
     options.data_dir = options.data_dir.resolve()
     return asyncio.run(Up(system, console, options).run())
