@@ -119,7 +119,8 @@ class NatsKVRegistry:
                 name="meshkit-registry",
                 connect_timeout=timeout,
                 allow_reconnect=True,
-                max_reconnect_attempts=-1,
+                # Fail fast if NATS is not there at start (-1 would retry forever)...
+                max_reconnect_attempts=2,
                 reconnect_time_wait=reconnect_wait,
                 disconnected_cb=disconnected,
                 reconnected_cb=reconnected,
@@ -131,6 +132,8 @@ class NatsKVRegistry:
                 "(meshkit up starts one) or point MESHKIT_NATS_URL / MESHKIT_REGISTRY_URL at a running server",
                 reason="registry.unavailable",
             ) from exc
+        # ...but once connected, never give up: the registry must outlive NATS restarts.
+        nc.options["max_reconnect_attempts"] = -1
         try:
             kv = await _open_bucket(nc.jetstream(timeout=timeout), bucket, marker_ttl)
         except BaseException:
