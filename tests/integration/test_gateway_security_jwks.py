@@ -130,7 +130,8 @@ async def test_unreachable_jwks_is_unavailable(keys):
                          jwks_timeout=1.0, jwks_min_refetch=0.2)
     with pytest.raises(Unavailable) as info:
         await auth.authenticate(f"Bearer {old.token()}", None)
-    assert info.value.status == 503 and info.value.details["problem"]
+    assert info.value.status == 503 and info.value.reason == "jwks_unavailable"
+    assert auth.jwks.last_error  # the cause, for the log and the admin API
 
 
 async def test_revocation_published_on_nats_rejects_a_cached_token(nats_server, keys):

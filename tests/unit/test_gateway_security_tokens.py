@@ -223,7 +223,8 @@ async def test_jwks_unreachable_is_503_not_401(ed):
     with pytest.raises(Unavailable) as info:
         await auth.authenticate(f"Bearer {ed.token()}", None)
     assert info.value.status == 503 and info.value.headers["Retry-After"] == "1"
-    assert "connection refused" in info.value.details["problem"]
+    assert info.value.reason == "jwks_unavailable" and info.value.details is None  # no internals to clients
+    assert "connection refused" in auth.jwks.last_error
 
 
 def test_issuer_and_audience_are_required_for_tokens(ed):

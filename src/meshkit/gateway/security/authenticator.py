@@ -114,8 +114,7 @@ class Authenticator:
                 if not self.jwks.loaded:
                     raise Unavailable(
                         "cannot check tokens: the signing keys (JWKS) could not be fetched; retry shortly",
-                        reason="jwks_unavailable",
-                        details={"jwks_url": self.jwks.url, "problem": self.jwks.last_error},
+                        reason="jwks_unavailable",  # the cause (maybe internal addresses) is in the log only
                         headers={"Retry-After": "1"},
                     ) from exc
                 now = self._clock()
