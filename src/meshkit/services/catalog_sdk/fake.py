@@ -136,11 +136,14 @@ def _matches(p: Product, q: ProductQuery) -> bool:
 
 
 def _encode(after: str) -> str:
-    return base64.urlsafe_b64encode(after.encode()).decode()
+    return base64.b64encode(f"fake:{after}".encode(), altchars=b"-_").decode()
 
 
 def _decode(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
-    except ValueError as exc:
-        raise BadRequest("the cursor is not valid", reason="bad_cursor", details={"loc": "cursor"}) from exc
+        text = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
+    except ValueError:
+        text = ""
+    if not text.startswith("fake:"):
+        raise BadRequest("the cursor is not valid", reason="bad_cursor", details={"loc": "cursor"})
+    return text.removeprefix("fake:")
