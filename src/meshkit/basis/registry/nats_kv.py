@@ -45,6 +45,7 @@ log = logging.getLogger("meshkit.registry")
 DEFAULT_BUCKET = "meshkit_registry"
 _KEY_RE = re.compile(r"^[-/_=a-zA-Z0-9]+(\.[-/_=a-zA-Z0-9]+)+$")
 _DELETES = ("DEL", "PURGE")
+_StopIter = type(KeyValue.KeyWatcher.STOP_ITER)
 
 
 class _Watch:
@@ -198,7 +199,7 @@ class NatsKVRegistry:
                     entry = await watcher.updates(timeout=self.timeout)
                 except nats.errors.TimeoutError as exc:
                     raise Unavailable("registry snapshot timed out", reason="registry.unavailable") from exc
-                if entry is None or isinstance(entry, type(KeyValue.KeyWatcher.STOP_ITER)):
+                if entry is None or isinstance(entry, _StopIter):
                     break
                 event = self._event(entry)
                 if event is not None and event.instance is not None:
@@ -214,13 +215,30 @@ class NatsKVRegistry:
         handle = _Watch(await self._open_watch(">"))
         self._watches.add(handle)
         try:
-            async for entry in handle.watcher:
+            # The snapshot, with a deadline per entry: if nats-py never sends its
+            # end-of-initial-data marker (None), fail and let the caller watch again.
+            stopped = False
+            while True:
+                try:
+                    entry = await handle.watcher.updates(timeout=self.timeout)
+                except nats.errors.TimeoutError:
+                    raise Unavailable(
+                        "registry watch did not finish its snapshot", reason="registry.unavailable"
+                    ) from None
                 if entry is None:  # nats-py: the initial values are all delivered
                     yield RegistryEvent("sync", "")
-                    continue
+                    break
+                if isinstance(entry, _StopIter):
+                    stopped = True
+                    break
                 event = self._event(entry)
                 if event is not None:
                     yield event
+            if not stopped:
+                async for entry in handle.watcher:  # ends at the STOP_ITER sentinel
+                    event = self._event(entry) if entry is not None else None
+                    if event is not None:
+                        yield event
             if handle.lost:
                 raise Unavailable("registry watch lost its NATS connection", reason="registry.unavailable")
         finally:
