@@ -55,8 +55,11 @@ class ServiceSettings(BaseSettings):
     #: SQLAlchemy URL; default: a SQLite file per service under ``data_dir``.
     database_url: str | None = None
 
-    registry_ttl: float = Field(default=3.0, validation_alias=_platform("REGISTRY_TTL", "registry_ttl"))
-    heartbeat_interval: float = Field(default=1.0, validation_alias=_platform("HEARTBEAT_INTERVAL", "heartbeat_interval"))
+    #: A crashed instance leaves every view at most ``registry_ttl`` (+0.1 s grace)
+    #: after its last heartbeat: 2.5 s keeps "gone within 3 s of a SIGKILL" true
+    #: even for a kill right after a heartbeat.
+    registry_ttl: float = Field(default=2.5, validation_alias=_platform("REGISTRY_TTL", "registry_ttl"))
+    heartbeat_interval: float = Field(default=0.8, validation_alias=_platform("HEARTBEAT_INTERVAL", "heartbeat_interval"))
     #: Seconds given to in-flight requests after a stop signal.
     drain_timeout: float = 10.0
     log_level: str = Field(default="info", validation_alias=_platform("LOG_LEVEL", "log_level"))
