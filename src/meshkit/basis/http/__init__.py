@@ -26,9 +26,9 @@ from meshkit.basis.http.errors import (
     RequestTimeout,
     TransportError,
 )
-from meshkit.basis.http.pool import PoolStats
 from meshkit.basis.http.request import IDEMPOTENT
 from meshkit.basis.http.response import HttpResponse, StreamingResponse
+from meshkit.basis.http.stats import PoolStats
 from meshkit.basis.http.transport import HttpTransport
 
 __all__ = [

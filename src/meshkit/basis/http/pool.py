@@ -23,34 +23,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from dataclasses import asdict, dataclass
 
 from meshkit.basis.http.connection import Connection
 from meshkit.basis.http.errors import ConnectError, PoolTimeout, RequestTimeout, TransportError
 from meshkit.basis.http.request import host_line
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    """A snapshot of one pool, for admin APIs and metrics."""
-
-    host: str
-    port: int
-    max_size: int
-    open: int  # connected sockets (idle + in use)
-    idle: int
-    in_use: int
-    connecting: int
-    waiting: int  # requests queued for a free connection
-    connections_opened: int  # total since start
-    requests: int  # exchanges started
-    reused: int  # exchanges on a connection that had served before
-    stale_retries: int  # idempotent requests retried after a stale keep-alive connection
-    connect_errors: int
-
-    def as_dict(self) -> dict[str, int | str]:
-        """The snapshot as a JSON-ready dict."""
-        return asdict(self)
+from meshkit.basis.http.stats import PoolStats
 
 
 class ConnectionPool:

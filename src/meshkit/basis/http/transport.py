@@ -34,9 +34,10 @@ import asyncio
 
 from meshkit.basis.http.connection import Connection
 from meshkit.basis.http.errors import ConnectionClosed, RequestTimeout, TransportError
-from meshkit.basis.http.pool import ConnectionPool, PoolStats
+from meshkit.basis.http.pool import ConnectionPool
 from meshkit.basis.http.request import IDEMPOTENT, Headers, encode_request
 from meshkit.basis.http.response import HttpResponse, StreamingResponse
+from meshkit.basis.http.stats import PoolStats
 
 
 class HttpTransport:
