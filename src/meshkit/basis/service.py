@@ -184,7 +184,7 @@ class Service:
         )
 
     async def _open_dependencies(self) -> None:
-        from meshkit.basis.client.service_client import ServiceClient
+        from meshkit.basis.client import ServiceClient
         from meshkit.basis.registry import open_registry
         from meshkit.basis.registry.view import RegistryView
 

@@ -46,11 +46,10 @@ class AccessLogMiddleware:
         finally:
             ms = (time.perf_counter() - start) * 1000.0
             method, path = scope["method"], scope["path"]
-            logger.info(
-                "%s %s %d",
-                method,
-                path,
-                status,
+            # makeRecord + handle: logger.info would also walk the stack for the caller's
+            # file and line, which an access line does not need.
+            record = logger.makeRecord(
+                ACCESS_LOGGER, logging.INFO, "", 0, "%s %s %d", (method, path, status), None,
                 extra={
                     "method": method,
                     "route": route_template(scope, root_path),
@@ -59,3 +58,4 @@ class AccessLogMiddleware:
                     "duration_ms": round(ms, 3),
                 },
             )
+            logger.handle(record)
