@@ -31,7 +31,8 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import text
+from sqlalchemy import column, inspect, select, text
+from sqlalchemy import table as table_
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -61,14 +62,9 @@ async def current_revision(engine: AsyncEngine, package: str, *, version_table: 
     """The revision recorded in the service's version table, or ``None`` before the first migration."""
     table = version_table or default_version_table(package)
 
-    def read(conn: Connection) -> str | None:
-        from alembic.runtime.migration import MigrationContext
-
-        return MigrationContext.configure(conn, opts={"version_table": table}).get_current_revision()
-
     with translate_errors():
         async with engine.connect() as conn:
-            return await conn.run_sync(read)
+            return await conn.run_sync(_read_revision, table)
 
 
 def alembic_config(package: str, *, version_table: str | None = None) -> Config:
@@ -124,13 +120,18 @@ def run_env() -> None:
 
 
 def _upgrade(connection: Connection, config: Config) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
     config.attributes["connection"] = connection
-    table = config.attributes["version_table"]
     with connection.begin():
         command.upgrade(config, "head")
-        return MigrationContext.configure(connection, opts={"version_table": table}).get_current_revision()
+        return _read_revision(connection, config.attributes["version_table"])
+
+
+def _read_revision(connection: Connection, table: str) -> str | None:
+    if not inspect(connection).has_table(table):
+        return None
+    rows = connection.execute(select(column("version_num")).select_from(table_(table))).scalars().all()
+    # Several heads would be several rows; a service keeps one linear history.
+    return ",".join(sorted(rows)) or None
 
 
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
