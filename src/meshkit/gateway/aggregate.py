@@ -45,7 +45,8 @@ async def aggregate(forwarder: Forwarder, route: RouteRuntime, method: str, para
         raise MeshkitError("an aggregate route answers GET and HEAD only", reason="method_not_allowed", status=405,
                            headers={"Allow": "GET, HEAD"})
     fmt = _Params(params)
-    tasks = [_part(forwarder, route, p, p.path.format_map(fmt), headers, deadline) for p in route.parts]
+    # Each part gets its own header list: the forwarder appends the deadline to it.
+    tasks = [_part(forwarder, route, p, p.path.format_map(fmt), list(headers), deadline) for p in route.parts]
     results = await asyncio.gather(*tasks, return_exceptions=True)
     merged: dict[str, object] = {}
     missing: list[str] = []

@@ -79,7 +79,11 @@ class Forwarder:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise GatewayTimeout(f"deadline passed before upstream {pool.name} answered", reason="deadline")
-            hdrs = [*headers, (DEADLINE_HEADER, b"%d" % int(remaining * 1000))]
+            if n == 0:
+                headers.append((DEADLINE_HEADER, b"%d" % int(remaining * 1000)))
+            else:  # a retry: the budget left is smaller now
+                headers[-1] = (DEADLINE_HEADER, b"%d" % int(remaining * 1000))
+            hdrs = headers
             stats = member.stats
             stats.in_flight += 1
             t0 = time.perf_counter()

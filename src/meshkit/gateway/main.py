@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -25,6 +26,11 @@ async def serve_until_signal(settings: GatewaySettings) -> int:
         log.error("gateway failed to start: %s", getattr(exc, "message", exc), exc_info=not hasattr(exc, "message"))
         await gateway.stop(0)
         return 1
+    # Everything built at start-up lives as long as the process: keep it out of the
+    # collector's way, and collect young objects less often (the hot path makes few cycles).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     await stop.wait()
     log.info("stopping: deregistering and draining for up to %.0f s", settings.drain_timeout)
     await gateway.stop()

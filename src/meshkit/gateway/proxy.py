@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import random
 import time
 from urllib.parse import unquote
@@ -44,6 +43,12 @@ _SPECIAL = frozenset({
 _DROP_ANSWER = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"x-request-id",
                           b"proxy-authenticate", b"trailer", b"upgrade"})
 _GET_HEAD = frozenset({"GET", "HEAD"})
+# Ids need to be unique, not secret: a Mersenne Twister draw costs far less than a getrandom syscall.
+_bits = random.getrandbits
+
+
+def _hex(bits: int) -> str:
+    return f"{_bits(bits):0{bits // 4}x}"
 
 
 def _bad_path(path: str) -> bool:
@@ -101,12 +106,12 @@ class Proxy:
                 fwd.append((k, v))
             # everything else in _SPECIAL (hop-by-hop, client-sent identity) is dropped
         if rid is None or len(rid) > 128 or not rid.replace(b"-", b"").replace(b"_", b"").isalnum():
-            rid = os.urandom(12).hex().encode()
+            rid = _hex(96).encode()
         parsed = parse_traceparent(tp.decode("latin-1")) if tp else None
         if parsed:
             trace_id, flags = parsed[0], b"01" if parsed[2] else b"00"
         else:
-            trace_id, flags = os.urandom(16).hex(), b"01"
+            trace_id, flags = _hex(128), b"01"
         client = req.client
         if self.trust_forwarded and xff:
             client = xff.split(b",")[0].strip().decode("latin-1")
@@ -168,7 +173,7 @@ class Proxy:
                                    (b"ratelimit-reset", b"%d" % math.ceil(d.reset_after)))
             # Headers for the upstream: what the client sent (minus hop-by-hop and identity) plus ours.
             fwd += ((b"x-request-id", rid),
-                    (b"traceparent", b"00-%s-%s-%s" % (trace_id.encode(), os.urandom(8).hex().encode(), flags)),
+                    (b"traceparent", b"00-%s-%016x-%s" % (trace_id.encode(), _bits(64), flags)),
                     (b"x-forwarded-for", (xff + b", " + req.client.encode()) if xff else req.client.encode()),
                     (b"x-forwarded-proto", req.scheme.encode()))
             if host is not None:
