@@ -1,0 +1,1 @@
+"""Revisions of the catalog schema, oldest first (Alembic ignores this file)."""
