@@ -15,6 +15,7 @@ import logging
 import sys
 import threading
 import time
+from contextvars import ContextVar
 from typing import IO, Any
 
 import orjson
@@ -28,6 +29,15 @@ ACCESS_LOGGER = "meshkit.access"
 _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime", "taskName"}
 )
+
+
+_labels: ContextVar[tuple[str, str] | None] = ContextVar("meshkit_log_labels", default=None)
+
+
+def bind_labels(service: str, instance: str) -> None:
+    """Label the log lines of this context, and of the tasks it creates from now on,
+    with ``service`` and ``instance`` (several services in one process: tests)."""
+    _labels.set((service, instance))
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,9 +60,9 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
-            "service": self.service,
-            "instance": self.instance,
         }
+        labels = _labels.get()
+        out["service"], out["instance"] = labels if labels is not None else (self.service, self.instance)
         ctx = context.current()
         if ctx is not None:
             out["request_id"] = ctx.request_id
@@ -81,8 +91,9 @@ class BufferedLineHandler(logging.Handler):
     ``interval`` of info lines; never an error line.
     """
 
-    def __init__(self, stream: IO[str], interval: float = 0.2, max_bytes: int = 64 * 1024) -> None:
+    def __init__(self, stream: IO[str] | None = None, interval: float = 0.2, max_bytes: int = 64 * 1024) -> None:
         super().__init__()
+        #: ``None``: whatever ``sys.stderr`` is when the batch is written.
         self.stream = stream
         self.interval = interval
         self.max_bytes = max_bytes
@@ -115,8 +126,9 @@ class BufferedLineHandler(logging.Handler):
             self._pending.clear()
             self._size = 0
             try:
-                self.stream.write(data)
-                self.stream.flush()
+                stream = self.stream or sys.stderr
+                stream.write(data)
+                stream.flush()
             except (OSError, ValueError):  # stream closed under us (interpreter exit, closed pipe)
                 pass
 
@@ -152,7 +164,7 @@ def configure_logging(
         if isinstance(h, BufferedLineHandler):
             root.removeHandler(h)
             h.close()
-    handler = BufferedLineHandler(stream or sys.stderr, interval=flush_interval)
+    handler = BufferedLineHandler(stream, interval=flush_interval)
     handler.setFormatter(JsonFormatter(service=service, instance=instance))
     root.addHandler(handler)
     root.setLevel(_level(level))
@@ -168,6 +180,13 @@ def configure_logging(
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("_granian").setLevel(logging.WARNING)
     return handler
+
+
+def flush() -> None:
+    """Write out the lines the JSON handler is holding (end of a service's life, tests)."""
+    for h in logging.getLogger().handlers:
+        if isinstance(h, BufferedLineHandler):
+            h.flush()
 
 
 def _level(level: str | int) -> int:

@@ -35,7 +35,8 @@ from starlette.routing import BaseRoute, Router
 
 from meshkit.basis.health import Check, HealthChecks, ops_routes
 from meshkit.basis.instance import Instance
-from meshkit.basis.logs import configure_logging
+from meshkit.basis.logs import bind_labels, configure_logging
+from meshkit.basis.logs import flush as flush_logs
 from meshkit.basis.metrics import ServiceMetrics
 from meshkit.basis.middleware import StackOptions, build_stack
 from meshkit.basis.middleware.asgi import ASGIApp, Receive, Scope, Send
@@ -152,6 +153,7 @@ class Service:
             raise RuntimeError(f"service {self.name!r} is already started")
         s = self.settings
         configure_logging(s.log_level, service=self.name, instance=s.instance_id)
+        bind_labels(self.name, s.instance_id)
         self._running = True
         self._force.clear()
         self.gate.open()
@@ -285,6 +287,7 @@ class Service:
         self._server = self._serve_task = None
         self._running = False
         logger.info("%s stopped", self.name)
+        flush_logs()
 
 
 def run(service: Service) -> None:

@@ -77,7 +77,7 @@ class ErrorMiddleware:
                 if not isinstance(exc, MeshkitError):
                     logger.error(
                         "unhandled %s in %s %s", type(raw).__name__, scope.get("method"), scope.get("path"),
-                        exc_info=raw, extra={"service": self.service} if self.service else None,
+                        exc_info=raw,
                     )
                 elif exc.status >= 500:
                     logger.warning("%s %s failed: %r", scope.get("method"), scope.get("path"), exc)
