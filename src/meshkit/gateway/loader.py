@@ -111,8 +111,9 @@ def parse_routes(text: str, source: str = "<routes>") -> RoutesFile:
         try:
             compile_entry(None, i, path=route.match.path, prefix=route.match.prefix)
         except PatternError as exc:
-            mline = lines.get(("routes", i, "match"), line)
-            raise ConfigError(f"{source}:{mline}: routes[{i}].match: {exc}", reason="invalid_routes",
+            key = "path" if route.match.path is not None else "prefix"
+            mline = lines.get(("routes", i, "match", key), lines.get(("routes", i, "match"), line))
+            raise ConfigError(f"{source}:{mline}: routes[{i}].match.{key}: {exc}", reason="invalid_routes",
                               details={"file": source, "line": mline}) from None
     return routes
 
