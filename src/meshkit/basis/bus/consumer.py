@@ -1,0 +1,244 @@
+"""Durable pull consumers: one per handler, shared by all instances of a service.
+
+Every instance of a service binds the same durable consumer, so JetStream hands
+each event to exactly one of them. A message is acknowledged explicitly after
+its handler returns; on an exception or a ``Retry`` it is negatively
+acknowledged with a growing delay; the delivery that reaches
+``RetryPolicy.max_deliveries`` publishes a dead letter (original event, error,
+delivery count) to the ``DLQ`` stream and terminates the message. The handler
+runs with a :class:`~meshkit.basis.context.RequestContext` bound that continues
+the publisher's trace (``traceparent``) and has the event id as request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from meshkit.basis import context
+from meshkit.basis.bus.backoff import RetryPolicy
+from meshkit.basis.bus.envelope import Envelope
+from meshkit.basis.bus.signals import Ack, Drop, Outcome, Retry
+from meshkit.basis.bus.streams import DLQ_PREFIX
+from meshkit.basis.errors import MeshkitError
+
+logger = logging.getLogger("meshkit.bus")
+
+Handler = Callable[[Envelope], Awaitable[Outcome | None]]
+#: Where a new durable consumer starts: ``"all"`` (the whole stream), ``"new"``, or a time.
+Start = str | datetime
+
+
+@dataclass(slots=True)
+class HandlerSpec:
+    """A handler and its consumer settings (see :meth:`meshkit.basis.bus.Bus.handler`)."""
+
+    pattern: str
+    durable: str
+    fn: Handler
+    stream: str
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    concurrency: int = 1
+    batch: int = 64
+    ack_wait: float = 30.0
+    start: Start = "all"
+    #: Largest number of unacknowledged messages across all instances (JetStream's max_ack_pending).
+    max_ack_pending: int = 1000
+
+
+def consumer_config(spec: HandlerSpec) -> ConsumerConfig:
+    """The JetStream configuration of the durable consumer behind ``spec``."""
+    config = ConsumerConfig(
+        durable_name=spec.durable,
+        filter_subject=spec.pattern,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=spec.ack_wait,
+        # Unbounded on the server: we count deliveries and dead-letter ourselves,
+        # so the event is never silently dropped by the server.
+        max_deliver=-1,
+        max_ack_pending=spec.max_ack_pending,
+    )
+    config.deliver_policy, config.opt_start_time = start_policy(spec.start)
+    return config
+
+
+def start_policy(start: Start) -> tuple[DeliverPolicy, datetime | None]:
+    """``(deliver policy, start time)`` for ``"all"``, ``"new"``, ``"last"`` or a datetime."""
+    if isinstance(start, datetime):
+        return DeliverPolicy.BY_START_TIME, start.astimezone(UTC)
+    policies = {"all": DeliverPolicy.ALL, "new": DeliverPolicy.NEW, "last": DeliverPolicy.LAST}
+    if start not in policies:
+        raise ValueError(f"start must be 'all', 'new', 'last' or a datetime, not {start!r}")
+    return policies[start], None
+
+
+class Consumer:
+    """Runs one :class:`HandlerSpec`: fetches batches, calls the handler, acks, retries, dead-letters."""
+
+    def __init__(self, js: JetStreamContext, spec: HandlerSpec) -> None:
+        self.js = js
+        self.spec = spec
+        self.handled = 0
+        self.retried = 0
+        self.dead = 0
+        self._sub: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._fetching = False
+        self._limit = asyncio.Semaphore(max(1, spec.concurrency))
+
+    async def start(self) -> None:
+        """Create the durable consumer if it is missing and start fetching."""
+        await ensure_consumer(self.js, self.spec.stream, consumer_config(self.spec))
+        self._sub = await self.js.pull_subscribe_bind(self.spec.durable, stream=self.spec.stream)
+        self._stopping = False
+        self._task = asyncio.create_task(self._loop(), name=f"meshkit-consumer-{self.spec.durable}")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Finish the messages in hand (up to ``timeout``), then stop fetching."""
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is None:
+            return
+        if self._fetching:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, timeout)
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _loop(self) -> None:
+        pause = 0.1
+        while not self._stopping:
+            self._fetching = True
+            try:
+                msgs = await self._sub.fetch(self.spec.batch, timeout=1.0)
+            except (NatsTimeout, TimeoutError):
+                continue
+            except asyncio.CancelledError:
+                return
+            except Exception as exc:  # disconnected, consumer deleted...: keep trying, slowly
+                logger.warning("consumer %s: fetch failed (%s); retrying", self.spec.durable, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                with contextlib.suppress(Exception):
+                    await ensure_consumer(self.js, self.spec.stream, consumer_config(self.spec))
+                continue
+            finally:
+                self._fetching = False
+            pause = 0.1
+            if self.spec.concurrency <= 1:
+                for msg in msgs:
+                    await self.process(msg)
+            else:
+                await asyncio.gather(*(self._limited(m) for m in msgs))
+
+    async def _limited(self, msg: Msg) -> None:
+        async with self._limit:
+            await self.process(msg)
+
+    async def process(self, msg: Msg) -> None:
+        """Handle one message: decode, call the handler in the event's context, settle it."""
+        delivery = msg.metadata.num_delivered or 1
+        try:
+            env = Envelope.from_json(msg.data)
+        except MeshkitError as exc:
+            # A message nobody can read will never succeed: straight to the dead letters.
+            await self._dead_letter(msg, None, str(exc), delivery)
+            return
+        env.delivery = delivery
+        env.stream_seq = msg.metadata.sequence.stream
+        headers = {context.REQUEST_ID: env.id}
+        if env.traceparent:
+            headers[context.TRACEPARENT] = env.traceparent
+        token = context.bind(context.RequestContext.from_headers(headers))
+        try:
+            outcome: Outcome | BaseException | None = await self.spec.fn(env)
+        except Exception as exc:
+            outcome = exc
+        finally:
+            context.reset(token)
+        try:
+            await self._settle(msg, env, outcome, delivery)
+        except Exception as exc:  # the ack itself failed (disconnect): the server redelivers
+            logger.warning("consumer %s: could not settle event %s: %s", self.spec.durable, env.id, exc)
+
+    async def _settle(self, msg: Msg, env: Envelope, outcome: object, delivery: int) -> None:
+        if outcome is None or outcome is Ack:
+            await msg.ack()
+            self.handled += 1
+            return
+        if outcome is Drop:
+            await msg.term()
+            self.handled += 1
+            return
+        if isinstance(outcome, Retry):
+            error, delay = outcome.reason, outcome.delay
+        elif isinstance(outcome, BaseException):
+            error, delay = f"{type(outcome).__name__}: {outcome}", None
+            logger.warning(
+                "handler %s failed on %s %s (delivery %d): %s",
+                self.spec.durable, env.type, env.id, delivery, error,
+                exc_info=outcome if delivery == 1 else None,
+            )
+        else:
+            error, delay = f"handler returned {outcome!r}, not Ack, Retry or Drop", None
+        if self.spec.retry.exhausted(delivery):
+            await self._dead_letter(msg, env, error, delivery)
+            return
+        self.retried += 1
+        await msg.nak(delay=self.spec.retry.delay(delivery) if delay is None else delay)
+
+    async def _dead_letter(self, msg: Msg, env: Envelope | None, error: str, delivery: int) -> None:
+        letter = {
+            "consumer": self.spec.durable,
+            "stream": msg.metadata.stream,
+            "subject": msg.subject,
+            "stream_seq": msg.metadata.sequence.stream,
+            "deliveries": delivery,
+            "error": error,
+            "failed_at": time.time(),
+            "event": env.attributes() if env is not None else None,
+            "raw": msg.data.decode("utf-8", "replace") if env is None else None,
+        }
+        key = env.id if env is not None else f"seq{msg.metadata.sequence.stream}"
+        await self.js.publish(
+            f"{DLQ_PREFIX}.{self.spec.durable}.{msg.subject}",
+            orjson.dumps(letter),
+            headers={"Nats-Msg-Id": f"dlq-{self.spec.durable}-{key}"},
+        )
+        # Only once the dead letter is stored: a crash before this redelivers instead.
+        await msg.term()
+        self.dead += 1
+        logger.error(
+            "consumer %s: event %s dead-lettered after %d deliveries: %s",
+            self.spec.durable, key, delivery, error,
+        )
+
+
+async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> None:
+    """Create the durable consumer unless it exists (an existing one keeps its position)."""
+    try:
+        await js.consumer_info(stream, config.durable_name)
+        return
+    except NotFoundError:
+        pass
+    await js.add_consumer(stream, config)
+
+
+__all__ = ["Consumer", "Handler", "HandlerSpec", "Start", "consumer_config", "ensure_consumer", "start_policy"]
