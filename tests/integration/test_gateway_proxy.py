@@ -207,7 +207,7 @@ async def test_sticky_canary_keeps_a_client_on_one_side(env):
 
 
 async def test_failover_when_an_instance_is_sigkilled_under_load(env):
-    procs = [subprocess.Popen([sys.executable, "-c", CHILD, env.url, "victims", f"v{i}"], stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD, env.url, "victims", f"v{i}"], stdout=subprocess.PIPE,  # noqa: ASYNC220
                               start_new_session=True) for i in range(2)]
     try:
         for p in procs:
