@@ -3,6 +3,7 @@
 One test, in order: start → `ready` line → `meshkit services --json` → a loop of
 idempotent catalog GETs through the ServiceClient while one catalog instance is
 SIGKILLed (no call may fail) → the instance is restarted and re-registered →
+`meshkit services --watch --json` sees `meshkit run catalog` join and leave →
 SIGTERM → exit 0 within 10 s with no process left behind.
 """
 
@@ -118,6 +119,22 @@ async def _services_json(nats_url: str, cwd: Path) -> list[dict]:
     return json.loads(out)
 
 
+async def _meshkit(*args: str, cwd: Path, nats_url: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "meshkit.cli.main", *args, cwd=cwd, env=_env(MESHKIT_NATS_URL=nats_url),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def _until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
 async def test_up_survives_a_killed_instance_and_stops_clean(tmp_path):
     if not sys.platform.startswith("linux"):
         pytest.skip("checks for leftover processes through /proc")
@@ -190,7 +207,26 @@ async def test_up_survives_a_killed_instance_and_stops_clean(tmp_path):
         await asyncio.gather(*workers)
         assert failures == [], f"{len(failures)} of {calls} calls failed: {failures[:5]}"
         assert calls > calls_at_kill > 0
-        print(f"{calls} calls, {calls_at_kill} before the kill, none failed")
+
+        # `meshkit services --watch --json` follows the registry while `meshkit run catalog`
+        # joins the stack in the foreground and leaves it on SIGTERM.
+        watcher = await _meshkit("services", "--watch", "--json", cwd=cwd, nats_url=nats_url)
+        await asyncio.sleep(1.0)  # let the watcher print the two instances first
+        runner = await _meshkit("run", "catalog", cwd=cwd, nats_url=nats_url)
+        run_id = f"catalog-run-{runner.pid}"
+        assert await _until(lambda: run_id in {i.instance_id for i in view.instances("catalog")}, 20)
+        runner.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(runner.wait(), 10) == 0
+        assert await _until(lambda: run_id not in {i.instance_id for i in view.instances("catalog")}, 5)
+        await asyncio.sleep(0.5)
+        watcher.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(watcher.communicate(), 10)
+        assert watcher.returncode == 0, err.decode()
+        seen = [sorted(r["instance_id"] for r in json.loads(line) if r["service"] == "catalog")
+                for line in out.decode().splitlines()]
+        assert seen[0] == ["catalog-1", "catalog-2"]
+        assert ["catalog-1", "catalog-2", run_id] in seen
+        assert seen[-1] == ["catalog-1", "catalog-2"]
     finally:
         for closer in (client, view, registry):
             if closer is not None:

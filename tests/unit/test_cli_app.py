@@ -96,3 +96,14 @@ def _clean_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith("MESHKIT_")}
+
+
+def test_up_with_a_module_that_does_not_exist_stops_before_starting_anything(tmp_path):
+    (tmp_path / "system.yaml").write_text("services:\n  - {name: ghost, module: no_such_module_xyz.main}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "meshkit.cli.main", "up", "--system", "system.yaml", "--no-color"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=30, env=_clean_env(),
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "no_such_module_xyz.main" in proc.stdout and "ghost" in proc.stdout and "system.yaml" in proc.stdout
+    assert "starting nats" not in proc.stdout and not (tmp_path / ".meshkit").exists()

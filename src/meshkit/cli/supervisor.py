@@ -78,8 +78,9 @@ class Child:
         return self.process.pid if self.process and self.process.returncode is None else None
 
 
-#: Called after a child exited on its own: ``(child, returncode, uptime)``.
-ExitHook = Callable[[Child, int, float], None]
+#: Called after a child exited on its own: ``(child, returncode, uptime)``; returning
+#: ``False`` leaves it stopped instead of restarting it.
+ExitHook = Callable[[Child, int, float], "bool | None"]
 #: Called after each (re)start of a child, once it has a pid.
 SpawnHook = Callable[[Child], None]
 
@@ -125,12 +126,11 @@ class Supervisor:
                 return
             child.crashes = self.policy.next_crashes(child.crashes, uptime)
             delay = self.policy.delay(child.crashes)
-            self.console.warn(
-                f"{child.spec.instance_id} exited with {describe_exit(code)} after {uptime:.1f}s; "
-                f"restarting in {delay:.1f}s"
-            )
-            if self.on_exit:
-                self.on_exit(child, code, uptime)
+            exited = f"{child.spec.instance_id} exited with {describe_exit(code)} after {uptime:.1f}s"
+            if self.on_exit is not None and self.on_exit(child, code, uptime) is False:
+                self.console.warn(f"{exited}; not restarting it")
+                return
+            self.console.warn(f"{exited}; restarting in {delay:.1f}s")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import signal
 import sys
@@ -27,7 +28,7 @@ from meshkit.basis.instance import Instance
 from meshkit.basis.natsd import PORT_SETTING, URL_SETTING, EmbeddedNats, port_in_use
 from meshkit.cli.output import Console
 from meshkit.cli.probe import http_status, nats_answers
-from meshkit.cli.supervisor import Child, ChildSpec, RestartPolicy, Supervisor
+from meshkit.cli.supervisor import Child, ChildSpec, RestartPolicy, Supervisor, describe_exit
 from meshkit.cli.system import SystemDef, system_path
 
 #: Seconds from the stop signal to exit: services get most, NATS the rest.
@@ -87,6 +88,7 @@ class Up:
         t0 = time.monotonic() - process_age()  # `ready in` counts from the command's launch
         code = 0
         try:
+            self._check_modules()
             self._check_fixed_ports()
             url, nats_starting = await self._start_nats()
             # Children first: their imports take longest; NATS finishing its start and our
@@ -113,6 +115,27 @@ class Up:
         return code
 
     # -- start ---------------------------------------------------------------------------------
+
+    def _check_modules(self) -> None:
+        """Refuse a module that does not exist now, rather than after three crashes."""
+        here = os.getcwd()
+        added = here not in sys.path
+        if added:  # children run `python -m`, which finds modules in their cwd (ours) too
+            sys.path.insert(0, here)
+        try:
+            for svc in self.system.services:
+                try:
+                    found = importlib.util.find_spec(svc.module)
+                except (ImportError, ValueError):
+                    found = None
+                if found is None:
+                    raise ConfigError(
+                        f"module {svc.module} of service {svc.name} in {system_path(self.options.system_file)} "
+                        "cannot be found: check its spelling, or install the package that provides it"
+                    )
+        finally:
+            if added:
+                sys.path.remove(here)
 
     def _check_fixed_ports(self) -> None:
         for svc in self.system.services:
@@ -258,14 +281,16 @@ class Up:
         again = f", restart {child.starts - 1}" if child.starts > 1 else ""
         self.console.note(f"{child.spec.instance_id} starting… (pid {child.pid}{again}, python {' '.join(child.spec.argv[1:])})")
 
-    def _child_exited(self, child: Child, code: int, uptime: float) -> None:
+    def _child_exited(self, child: Child, code: int, uptime: float) -> bool:
+        self._changed.set()
         if not self.ready and child.crashes >= START_CRASH_LIMIT:
             self.abort = (
-                f"{child.spec.instance_id} exited {child.crashes} times while starting (last: code {code}); "
+                f"{child.spec.instance_id} exited {child.crashes} times while starting (last: {describe_exit(code)}); "
                 f"its output is above. Fix it (or remove it from {system_path(self.options.system_file)}) "
                 "and run meshkit up again"
             )
-        self._changed.set()
+            return False
+        return True
 
     # -- stop ----------------------------------------------------------------------------------
 
