@@ -1,0 +1,55 @@
+"""The event store's tables as a reusable migration: call it from your service's own Alembic revision.
+
+Same shape as :mod:`meshkit.basis.outbox.migration` (and usually in the same
+revision, since stored events are published through the outbox)::
+
+    # meshkit/services/bank/adapters/migrations/versions/0002_events.py
+    from alembic import op
+    from meshkit.basis.eventstore import migration as eventstore
+    from meshkit.basis.outbox import migration as messaging
+
+    def upgrade() -> None:
+        messaging.upgrade(op, "bank")
+        eventstore.upgrade(op, "bank")          # bank_events, bank_snapshots
+
+    def downgrade() -> None:
+        eventstore.downgrade(op, "bank")
+        messaging.downgrade(op, "bank")
+
+The revision is frozen once written: a later change of these tables will come
+as a new function here (``upgrade_v2``) that services call from a new revision.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, UniqueConstraint
+
+from meshkit.basis.eventstore.tables import event_tables
+
+
+def upgrade(op: Any, prefix: str) -> None:
+    """Create ``<prefix>_events`` and ``<prefix>_snapshots`` with Alembic's ``op``."""
+    for table in event_tables(prefix).all():
+        create_table(op, table)
+
+
+def create_table(op: Any, table: Table) -> None:
+    """``op.create_table`` for a :class:`Table` defined in code: columns and named unique constraints."""
+    columns = [c._copy() for c in table.columns]
+    uniques = [
+        UniqueConstraint(*[c.name for c in u.columns], name=u.name)
+        for u in list(table.constraints)
+        if isinstance(u, UniqueConstraint) and u.name
+    ]
+    op.create_table(table.name, *columns, *uniques)
+
+
+def downgrade(op: Any, prefix: str) -> None:
+    """Drop what :func:`upgrade` created."""
+    for table in reversed(event_tables(prefix).all()):
+        op.drop_table(table.name)
+
+
+__all__ = ["downgrade", "upgrade"]
