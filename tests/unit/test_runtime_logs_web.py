@@ -234,3 +234,52 @@ async def test_readyz_and_livez_endpoints():
     assert failing.status_code == 503
     details = failing.json()["error"]["details"]
     assert details["failed"] == ["nats"] and "nats disconnected" in details["checks"]["nats"]["error"]
+
+
+def test_access_fast_path_writes_the_same_line_as_logging():
+    from meshkit.basis.logs import log_fields
+
+    # A logger tree of its own whose root has only our handler: the direct path.
+    root = logging.RootLogger(logging.INFO)
+    lg = logging.Logger("meshkit.access.test")
+    lg.parent = root
+    stream = io.StringIO()
+    handler = BufferedLineHandler(stream, interval=60)
+    handler.setFormatter(JsonFormatter(service="fast", instance="f-1"))
+    root.addHandler(handler)
+    fields = {"method": "GET", "route": "/a/{b}", "path": "/a/%s", "status": 200, "duration_ms": 0.5}
+    try:
+        log_fields(lg, logging.INFO, "GET /a/%s 200", fields)
+        lg.filters.append(lambda record: True)  # a filter on the way: through logging instead
+        log_fields(lg, logging.INFO, "GET /a/%s 200", fields)
+        quiet = logging.Logger("meshkit.access.quiet", logging.WARNING)
+        quiet.parent = root
+        log_fields(quiet, logging.INFO, "dropped", fields)
+        handler.flush()
+    finally:
+        handler.close()
+    direct, via_logging = (orjson.loads(line) for line in stream.getvalue().splitlines())
+    assert direct.keys() == via_logging.keys()
+    for line in (direct, via_logging):
+        assert line["message"] == "GET /a/%s 200" and line["service"] == "fast" and line["level"] == "info"
+        assert {k: line[k] for k in fields} == fields
+
+
+def test_request_histogram_buckets_and_counts():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from meshkit.basis.metrics import ServiceMetrics
+
+    m = ServiceMetrics("h")
+    for seconds in (0.0005, 0.001, 0.004, 0.3, 99.0):
+        m.observe("/r", "POST", 201, seconds)
+    m.observe("/r", "POST", 500, 0.002)
+    m.in_flight = 3
+    families = {f.name: f for f in text_string_to_metric_families(m.render().decode())}
+    buckets = {s.labels["le"]: s.value for s in families["http_request_duration_seconds"].samples
+               if s.name.endswith("_bucket") and s.labels["status"] == "201"}
+    assert buckets["0.001"] == 2 and buckets["0.005"] == 3 and buckets["0.25"] == 3
+    assert buckets["0.5"] == 4 and buckets["10.0"] == 4 and buckets["+Inf"] == 5
+    totals = {(s.labels["status"]): s.value for s in families["http_requests"].samples}
+    assert totals == {"201": 5, "500": 1}
+    assert families["http_requests_in_flight"].samples[0].value == 3

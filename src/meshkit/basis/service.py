@@ -72,7 +72,11 @@ class Service:
         self.state: dict[str, Any] = {}
         self.metrics = ServiceMetrics(self.name)
         self.checks = HealthChecks(timeout=settings.check_timeout)
-        self.router = Router(routes=[*ops_routes(self), *routes])
+        self.router = Router(routes=list(routes))
+        # /livez, /readyz, /metrics by exact path before the service's routes: a
+        # catch-all route cannot shadow them, and the service's requests do not pay
+        # for matching three extra patterns first.
+        self._ops = {route.path: route for route in ops_routes(self)}
         inner: ASGIApp = self._route
         for wrap in reversed(middleware):
             inner = wrap(inner)
@@ -124,6 +128,12 @@ class Service:
         # With "app" in the scope Starlette raises HTTPException for 404/405 instead of
         # answering plain text, so the error middleware gives them our JSON shape.
         scope["app"] = self
+        ops = self._ops.get(scope.get("path", ""))
+        if ops is not None and scope["type"] == "http":
+            _match, child = ops.matches(scope)
+            scope.update(child, route=ops)
+            await ops.handle(scope, receive, send)
+            return
         await self.router(scope, receive, send)
 
     # -- state -----------------------------------------------------------------------------

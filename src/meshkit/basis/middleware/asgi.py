@@ -15,6 +15,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Where the context middleware leaves the request's :class:`RequestContext` in the scope.
 CONTEXT_KEY = "meshkit.context"
+#: Where the context middleware records the response status once the response starts:
+#: the steps inside it (access log, metrics) and the error step outside it read it
+#: there instead of each wrapping ``send`` again (a wrapper per step per message).
+STATUS_KEY = "meshkit.status"
 
 _REQUEST_ID = REQUEST_ID.encode()
 _TRACEPARENT = TRACEPARENT.encode()

@@ -24,6 +24,7 @@ from meshkit.basis.context import (
 from meshkit.basis.errors import GatewayTimeout
 from meshkit.basis.middleware.asgi import (
     CONTEXT_KEY,
+    STATUS_KEY,
     ASGIApp,
     Message,
     Receive,
@@ -65,6 +66,7 @@ class ContextMiddleware:
         async def send_with_ids(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), *extra]
+                scope[STATUS_KEY] = message["status"]
             await send(message)
 
         token = context.bind(ctx)

@@ -15,7 +15,15 @@ from starlette.exceptions import HTTPException
 
 from meshkit.basis import context
 from meshkit.basis.errors import MeshkitError, MethodNotAllowed, NotFound, error_body
-from meshkit.basis.middleware.asgi import CONTEXT_KEY, ASGIApp, Receive, Scope, Send, response_headers
+from meshkit.basis.middleware.asgi import (
+    CONTEXT_KEY,
+    STATUS_KEY,
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    response_headers,
+)
 
 logger = logging.getLogger("meshkit.errors")
 
@@ -57,17 +65,11 @@ class ErrorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def send_tracking(message: dict) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_tracking)
+            await self.app(scope, receive, send)
         except Exception as raw:
+            # The context step (right inside) records the status once a response started.
+            started = STATUS_KEY in scope
             exc = translate(raw, scope)
             ctx = scope.get(CONTEXT_KEY)
             # The context middleware has already unbound the context; bind it again
