@@ -73,6 +73,7 @@ class Proxy:
         self.trust_forwarded = trust_forwarded
         #: Paths the gateway answers itself (``/livez``, ``/readyz``, ``/metrics``): path → async fn(req).
         self.local = local or {}
+        self._identities: dict[int, tuple[object, list[tuple[bytes, bytes]]]] = {}
 
     async def handle(self, req: Request) -> Response:
         """Answer one request; never raises."""
@@ -179,7 +180,7 @@ class Proxy:
             if host is not None:
                 fwd.append((b"x-forwarded-host", host))
             if identity is not None:
-                fwd += [(k.encode(), v.encode()) for k, v in identity.to_headers().items()]
+                fwd += self._identity_headers(identity)
             deadline = time.monotonic() + route.timeout
             if route.parts:
                 resp = await aggregate(self.forwarder, route, req.method, params, fwd, deadline)
@@ -197,6 +198,17 @@ class Proxy:
             logging.getLogger("meshkit.gateway").exception("unexpected error handling %s %s", req.method, req.path)
             return self._done(req, route, error_response(exc, answer_headers), rid, trace_id, client, upstream,
                               cache_state)
+
+    def _identity_headers(self, identity) -> list[tuple[bytes, bytes]]:
+        # The authenticator hands out one shared Identity per cached token: encode its headers once.
+        cached = self._identities.get(id(identity))
+        if cached is not None and cached[0] is identity:
+            return cached[1]
+        headers = [(k.encode(), v.encode("latin-1", "replace")) for k, v in identity.to_headers().items()]
+        if len(self._identities) > 10_000:
+            self._identities.clear()
+        self._identities[id(identity)] = (identity, headers)
+        return headers
 
     async def _proxy(self, req: Request, route: RouteRuntime, params, fwd, identity, deadline: float,
                      client: str) -> tuple[Response, str, str]:
@@ -263,7 +275,11 @@ class Proxy:
         finally:
             guard.leave(latency)
         r = out.response
-        headers = [(k.lower(), v) for k, v in r.headers if k.lower() not in _DROP_ANSWER]
+        headers = []
+        for k, v in r.headers:
+            k = k.lower()
+            if k not in _DROP_ANSWER:
+                headers.append((k, v))
         upstream = out.member.key
         if route.stream:
             return Response(r.status, [*headers, *((b"content-length", v) for k, v in r.headers

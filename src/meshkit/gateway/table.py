@@ -16,7 +16,7 @@ import orjson
 from meshkit.basis.client.retry import Backoff
 from meshkit.gateway.config import Route, RoutesFile
 from meshkit.gateway.guard import Guard
-from meshkit.gateway.router import Entry, Router, compile_entry
+from meshkit.gateway.router import Entry, Router, compile_entry, rewrite_prefix
 from meshkit.gateway.upstream import Pool, Pools
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -44,6 +44,7 @@ class RouteRuntime:
         self.upstream_name = ""
         self.split = False
         self.policy = "p2c"
+        self.url_base = ""
         if up is not None:
             self.pool = pools.service(up.service) if up.service else pools.static(up.url)  # type: ignore[arg-type]
             self.upstream_name = self.pool.name
@@ -62,6 +63,7 @@ class RouteRuntime:
         rw = cfg.rewrite
         self.rewrite_prefix = rw.prefix if rw else None
         self.rewrite_path = rw.path if rw else None
+        self.plain_path = rw is None and not (self.pool is not None and self.pool.static and self.url_base)
         self.timeout = cfg.timeout
         self.attempts = cfg.retry.attempts + 1
         self.backoff = Backoff(base=cfg.retry.backoff, cap=cfg.retry.backoff_max)
@@ -123,8 +125,8 @@ class RouteRuntime:
 
     def upstream_path(self, path: str, params: dict[str, str]) -> str:
         """The path to send upstream, after prefix or template rewriting."""
-        from meshkit.gateway.router import rewrite_prefix
-
+        if self.plain_path:
+            return path
         if self.rewrite_prefix is not None:
             path = rewrite_prefix(path, self.entry.literal_prefix, self.rewrite_prefix)
         elif self.rewrite_path is not None:
