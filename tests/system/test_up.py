@@ -25,6 +25,7 @@ from meshkit.basis.client import ServiceClient
 from meshkit.basis.natsd import free_port
 from meshkit.basis.registry import open_registry
 from meshkit.basis.registry.view import RegistryView
+from meshkit.cli.system import load_system
 from meshkit.services.catalog_sdk import CatalogClient
 from meshkit.services.catalog_sdk.models import Price, ProductIn
 
@@ -142,9 +143,14 @@ async def test_up_survives_a_killed_instance_and_stops_clean(tmp_path):
     port = free_port()
     nats_url = f"nats://127.0.0.1:{port}"
     started = time.monotonic()
+    # Fixed-port services (the gateway: 8080, admin 9080) move to free ports: the machine may be
+    # using those (another test run, a `make up` in another terminal).
+    fixed = [s for s in load_system().services if s.port is not None]
+    moved = {f"{s.prefix}PORT": str(free_port()) for s in fixed}
+    admin = {f"{s.prefix}ADMIN_PORT": str(free_port()) for s in fixed}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "meshkit.cli.main", "up", "--nats-port", str(port), "--no-color",
-        cwd=cwd, env=_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        cwd=cwd, env=_env(**moved, **admin), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     up = UpProcess(proc)
     registry = view = client = None
@@ -152,6 +158,8 @@ async def test_up_survives_a_killed_instance_and_stops_clean(tmp_path):
         ready = await up.wait_line(READY, READY_TIMEOUT)
         ready_line = ready.string
         assert "catalog-1 http://127.0.0.1:" in ready_line and "catalog-2 http://127.0.0.1:" in ready_line
+        for port_value in moved.values():
+            assert f"http://127.0.0.1:{port_value}" in ready_line
         assert time.monotonic() - started < READY_TIMEOUT
         assert (cwd / ".meshkit" / "nats").is_dir()  # data under .meshkit in the cwd
 

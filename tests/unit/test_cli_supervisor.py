@@ -4,9 +4,13 @@ import asyncio
 import io
 import sys
 
+import pytest
+
+from meshkit.basis.errors import ConfigError
 from meshkit.cli.output import Console
 from meshkit.cli.supervisor import ChildSpec, RestartPolicy, Supervisor, describe_exit
-from meshkit.cli.up import child_env
+from meshkit.cli.system import ServiceDef
+from meshkit.cli.up import child_env, fixed_port
 
 
 def test_backoff_doubles_up_to_the_cap():
@@ -27,12 +31,23 @@ def test_exit_descriptions():
     assert describe_exit(-15) == "signal SIGTERM"
 
 
-def test_child_env_layers_platform_then_file(monkeypatch):
-    monkeypatch.setenv("MESHKIT_INSTANCE_ID", "from-the-shell")
-    env = child_env({"CATALOG_PORT": "9000"}, nats_url="nats://x:1", data_dir="/d", instance_id="catalog-1")
-    assert env["MESHKIT_INSTANCE_ID"] == "catalog-1"
+def test_child_env_layers_file_then_ours_then_platform():
+    shell = {"MESHKIT_INSTANCE_ID": "from-the-shell", "CATALOG_LOG_LEVEL": "debug", "PATH": "/bin"}
+    env = child_env({"CATALOG_PORT": "9000", "CATALOG_LOG_LEVEL": "info"}, nats_url="nats://x:1",
+                    data_dir="/d", instance_id="catalog-1", environ=shell)
+    assert env["MESHKIT_INSTANCE_ID"] == "catalog-1"  # the platform's, always
     assert env["MESHKIT_NATS_URL"] == "nats://x:1" and env["MESHKIT_DATA_DIR"] == "/d"
-    assert env["CATALOG_PORT"] == "9000" and env["PYTHONUNBUFFERED"] == "1"
+    assert env["CATALOG_PORT"] == "9000" and env["PYTHONUNBUFFERED"] == "1" and env["PATH"] == "/bin"
+    assert env["CATALOG_LOG_LEVEL"] == "debug"  # the user's environment beats the file
+
+
+def test_fixed_port_comes_from_the_environment_first():
+    svc = ServiceDef(name="gateway", module="m.main", port=8080)
+    assert fixed_port(svc, {}) == (8080, "GATEWAY_PORT (or `port:` of gateway in the system file)")
+    assert fixed_port(svc, {"GATEWAY_PORT": "9000"}) == (9000, "GATEWAY_PORT")
+    assert fixed_port(ServiceDef(name="catalog", module="m.main"), {})[0] is None
+    with pytest.raises(ConfigError, match="GATEWAY_PORT='x' is not a port"):
+        fixed_port(svc, {"GATEWAY_PORT": "x"})
 
 
 async def test_crashing_child_is_restarted_and_its_lines_are_tagged():

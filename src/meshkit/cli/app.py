@@ -43,7 +43,8 @@ Ctrl-C (or SIGTERM) stops the services, then NATS, within 10 s.
 
 The built-in system file is meshkit/cli/system.yaml inside the package; its
 comments explain every key (name, module, instances, env, port, env_prefix,
-public). Copy it to start your own.
+public). Copy it to start your own. Settings in your environment win over the
+file's `env` and `port` (e.g. GATEWAY_PORT=9000 meshkit up).
 """
 
 UP_EPILOG = """\
@@ -53,6 +54,7 @@ examples:
   meshkit up --system my-system.yaml --no-color | tee up.log
   meshkit up --raw-logs                    # JSON log lines as the services write them
   MESHKIT_NATS_URL=nats://10.0.0.5:4222 meshkit up     # use that NATS, start none
+  GATEWAY_PORT=9000 CATALOG_LOG_LEVEL=debug meshkit up  # override the system file
 
 exit codes: 0 stopped on request, 1 a service keeps crashing while starting,
 2 bad setup (system file invalid, port in use)

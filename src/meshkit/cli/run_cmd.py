@@ -36,11 +36,11 @@ def resolve(target: str, system_file: str | None) -> tuple[str, ServiceDef | Non
 
 
 def run_env(svc: ServiceDef | None) -> dict[str, str]:
-    """Our environment plus the system file's settings for the service, if it has any."""
-    env = dict(os.environ)
+    """The system file's settings for the service (if it has any), then our environment."""
+    env = svc.service_env() if svc is not None else {}
+    env.update(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     if svc is not None:
-        env.update(svc.service_env())
         # Distinct from the <name>-<n> ids of `meshkit up`, which may be running beside it.
         env.setdefault("MESHKIT_INSTANCE_ID", f"{svc.name}-run-{os.getpid()}")
     return env

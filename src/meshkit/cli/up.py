@@ -29,7 +29,7 @@ from meshkit.basis.natsd import PORT_SETTING, URL_SETTING, EmbeddedNats, port_in
 from meshkit.cli.output import Console
 from meshkit.cli.probe import http_status, nats_answers
 from meshkit.cli.supervisor import Child, ChildSpec, RestartPolicy, Supervisor, describe_exit
-from meshkit.cli.system import SystemDef, system_path
+from meshkit.cli.system import ServiceDef, SystemDef, system_path
 
 #: Seconds from the stop signal to exit: services get most, NATS the rest.
 STOP_BUDGET = 10.0
@@ -50,17 +50,35 @@ class UpOptions:
     nats_url: str | None = None  # an existing server: start none
 
 
-def child_env(service_env: dict[str, str], *, nats_url: str, data_dir: Path, instance_id: str) -> dict[str, str]:
-    """The environment of one instance: ours, the platform settings, then the system file's."""
-    env = dict(os.environ)
+def child_env(service_env: dict[str, str], *, nats_url: str, data_dir: Path, instance_id: str,
+              environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of one instance, later layers winning: the system file's settings,
+    then ours (so ``CATALOG_LOG_LEVEL=debug meshkit up`` works), then the platform's."""
+    env = dict(service_env)
+    env.update(os.environ if environ is None else environ)
     env.update(
         MESHKIT_NATS_URL=nats_url,
         MESHKIT_DATA_DIR=str(data_dir),
         MESHKIT_INSTANCE_ID=instance_id,
         PYTHONUNBUFFERED="1",  # lines reach the terminal as they are printed, not per 8 KiB
     )
-    env.update(service_env)
     return env
+
+
+def fixed_port(svc: ServiceDef, environ: dict[str, str] | None = None) -> tuple[int | None, str]:
+    """The port a fixed-port service will bind, and where that came from (for messages).
+
+    ``<PREFIX>PORT`` in our environment wins over ``port:`` in the system file.
+    """
+    env = os.environ if environ is None else environ
+    setting = f"{svc.prefix}PORT"
+    raw = env.get(setting)
+    if raw:
+        try:
+            return int(raw), setting
+        except ValueError:
+            raise ConfigError(f"{setting}={raw!r} is not a port number: set it to a free port") from None
+    return svc.port, f"{setting} (or `port:` of {svc.name} in the system file)"
 
 
 class Up:
@@ -139,10 +157,11 @@ class Up:
 
     def _check_fixed_ports(self) -> None:
         for svc in self.system.services:
-            if svc.port is not None and port_in_use("127.0.0.1", svc.port):
+            port, setting = fixed_port(svc)
+            if port is not None and port_in_use("127.0.0.1", port):
                 raise ConfigError(
-                    f"port {svc.port} for {svc.name} is already in use: change `port:` of {svc.name} in "
-                    f"{system_path(self.options.system_file)} (or stop what holds it)"
+                    f"port {port} for {svc.name} is already in use: set {setting} to a free port "
+                    "(or stop what holds it)"
                 )
 
     async def _start_nats(self) -> tuple[str, asyncio.Task[None] | None]:
