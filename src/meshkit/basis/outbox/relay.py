@@ -1,0 +1,220 @@
+"""The outbox relay: publish committed events to JetStream, in order per aggregate, and mark them sent.
+
+One relay per service instance runs, but only the holder of the database lease
+``outbox`` publishes (see :mod:`meshkit.basis.outbox.lease`): several instances
+never publish the same backlog at once, and when the holder dies another takes
+over after the lease's ttl. (Lease, not partitioning: it needs no coordination
+beyond the database the service already has.)
+
+Each round reads up to ``batch`` unsent rows in ``seq`` order and publishes
+them pipelined, in waves: a wave holds at most one event per aggregate, so the
+events of one aggregate reach the stream in order; when an event fails, the
+later events of its aggregate wait for the next round. Every publish carries
+``Nats-Msg-Id`` = event id, so a relay that dies between publishing and marking
+(or a redelivery by another holder) is dropped as a duplicate by JetStream
+within the duplicate window, and by the consumers' inbox after it.
+
+NATS down: writes keep succeeding (they only touch the database); publishing
+fails, the relay backs off and retries, and ``backlog`` (gauge
+``meshkit_outbox_backlog``) grows until NATS is back and it drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from meshkit.basis.bus.bus import Bus
+from meshkit.basis.outbox.lease import Lease
+from meshkit.basis.outbox.outbox import Outbox
+from meshkit.basis.storage import transaction
+
+logger = logging.getLogger("meshkit.outbox")
+
+
+class Relay:
+    """Moves ``outbox``'s rows to the bus. :meth:`start` runs it in a task; :meth:`run_once` is one round."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        sessions: async_sessionmaker[AsyncSession],
+        bus: Bus,
+        *,
+        holder: str,
+        batch: int = 500,
+        lease_ttl: float = 10.0,
+        poll: float = 0.5,
+        publish_timeout: float = 5.0,
+        retention: float = 3600.0,
+        metrics: Any = None,
+    ) -> None:
+        self.outbox = outbox
+        self.sessions = sessions
+        self.bus = bus
+        self.table = outbox.table
+        self.batch = batch
+        self.poll = poll
+        self.publish_timeout = publish_timeout
+        self.retention = retention
+        self.lease = Lease(sessions, prefix=outbox.prefix, name="outbox", holder=holder, ttl=lease_ttl)
+        self.backlog = 0
+        self.published = 0
+        self.failures = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._last_count = 0.0
+        self._last_purge = time.monotonic()
+        self._gauge = self._counter = None
+        if metrics is not None:
+            self._gauge = metrics.gauge("meshkit_outbox_backlog", "Events in the outbox not yet published.")
+            self._counter = metrics.counter("meshkit_outbox_published_total", "Events the relay published.")
+        outbox.on_commit(self.wake)
+
+    def wake(self) -> None:
+        """Look at the outbox now rather than at the next poll (called after a commit that added events)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        """Run rounds in a background task until :meth:`stop`."""
+        self._stopping = False
+        self._task = asyncio.create_task(self._loop(), name=f"meshkit-relay-{self.outbox.prefix}")
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Finish the round in progress (up to ``timeout``), stop, and release the lease."""
+        self._stopping = True
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, timeout)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+        with contextlib.suppress(Exception):
+            await self.lease.release()
+
+    async def _loop(self) -> None:
+        pause = 0.1
+        while not self._stopping:
+            try:
+                sent = await self.run_once()
+                pause = 0.1
+            except Exception as exc:  # database or NATS trouble: back off, keep the rows
+                self.failures += 1
+                logger.warning("outbox relay: round failed (%s); retrying in %.1fs", exc, pause)
+                sent = 0
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            if sent >= self.batch or self._stopping:
+                continue  # more waiting: no sleep
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll)
+
+    async def run_once(self) -> int:
+        """One round: renew the lease, publish up to ``batch`` pending events, mark them; the number sent."""
+        await self._count_backlog()
+        if not await self.lease.acquire():
+            return 0
+        t = self.table
+        async with transaction(self.sessions, write=False) as session:
+            rows = (
+                await session.execute(
+                    select(t.c.seq, t.c.event_id, t.c.subject, t.c.aggregate_id, t.c.body)
+                    .where(t.c.sent_at.is_(None))
+                    .order_by(t.c.seq)
+                    .limit(self.batch)
+                )
+            ).all()
+        if not rows:
+            await self._maybe_purge()
+            return 0
+        sent, error = await self._publish(rows)
+        if sent:
+            now = time.time()
+            async with transaction(self.sessions) as session:
+                for i in range(0, len(sent), 400):
+                    await session.execute(update(t).where(t.c.seq.in_(sent[i : i + 400])).values(sent_at=now))
+            self.published += len(sent)
+            self.backlog = max(0, self.backlog - len(sent))
+            if self._counter is not None:
+                self._counter.inc(len(sent))
+            if self._gauge is not None:
+                self._gauge.set(self.backlog)
+        if error is not None and not sent:
+            raise error
+        return len(sent)
+
+    async def _publish(self, rows: list[Any]) -> tuple[list[int], Exception | None]:
+        """Publish in waves of one event per aggregate; the seqs acknowledged, and the first error."""
+        js = self.bus.js
+        for subject in {r.subject for r in rows}:
+            await self.bus.ensure_for(subject)
+        chains: dict[Any, list[Any]] = {}
+        for r in rows:
+            # Events without an aggregate have no order to keep: each is its own chain.
+            chains.setdefault(r.aggregate_id if r.aggregate_id is not None else ("seq", r.seq), []).append(r)
+        sent: list[int] = []
+        error: Exception | None = None
+        depth = 0
+        while chains:
+            wave = [chain[depth] for chain in chains.values()]
+            futures: list[asyncio.Future[Any]] = []
+            for r in wave:
+                try:
+                    futures.append(await js.publish_async(r.subject, r.body, headers={"Nats-Msg-Id": r.event_id}))
+                except Exception as exc:  # connection closed: this one and the rest of the wave wait
+                    error = error or exc
+                    break
+            done: set[asyncio.Future[Any]] = set()
+            if futures:
+                done, pending = await asyncio.wait(futures, timeout=self.publish_timeout)
+                for f in pending:
+                    f.cancel()
+            failed: set[Any] = set()
+            for i, (key, r) in enumerate(zip(list(chains), wave, strict=True)):
+                f = futures[i] if i < len(futures) else None
+                if f is None:
+                    failed.add(key)
+                elif f in done and not f.cancelled() and f.exception() is None:
+                    sent.append(r.seq)
+                else:
+                    failed.add(key)
+                    if error is None:
+                        error = (f.exception() if f in done and not f.cancelled() else None) or TimeoutError(
+                            f"JetStream did not acknowledge event {r.event_id} within {self.publish_timeout}s"
+                        )
+            depth += 1
+            chains = {k: c for k, c in chains.items() if k not in failed and len(c) > depth}
+        return sent, error
+
+    async def _count_backlog(self) -> None:
+        now = time.monotonic()
+        if now - self._last_count < 0.5:
+            return
+        self._last_count = now
+        t = self.table
+        async with transaction(self.sessions, write=False) as session:
+            self.backlog = int((await session.execute(select(func.count()).where(t.c.sent_at.is_(None)))).scalar_one())
+        if self._gauge is not None:
+            self._gauge.set(self.backlog)
+
+    async def _maybe_purge(self) -> None:
+        # Sent rows are kept for a while (for inspection), then removed.
+        if time.monotonic() - self._last_purge < 60.0:
+            return
+        self._last_purge = time.monotonic()
+        t = self.table
+        async with transaction(self.sessions) as session:
+            await session.execute(delete(t).where(t.c.sent_at.is_not(None), t.c.sent_at < time.time() - self.retention))
+
+
+__all__ = ["Relay"]

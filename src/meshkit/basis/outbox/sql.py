@@ -1,0 +1,22 @@
+"""Small SQL helpers shared by the outbox, inbox, projections and idempotency keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def insert_ignore(session: AsyncSession, table: Table, values: dict[str, Any]) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for the session's dialect (rowcount 0 when the row exists).
+
+    Unlike catching a unique violation, this never aborts a PostgreSQL transaction.
+    """
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table).values(**values).on_conflict_do_nothing()
+
+
+__all__ = ["insert_ignore"]

@@ -1,0 +1,338 @@
+"""CQRS projections: apply a stream of events to a read model, checkpointed in the same transaction.
+
+::
+
+    async def apply(event: Envelope, session: AsyncSession) -> None:
+        ...                                                 # update the read model
+
+    projection = Projection("product-copy", "catalog.product.>", apply, sessions=sessions, bus=bus,
+                            prefix="storefront", holder=settings.instance_id, reset=clear_read_model)
+    projection.attach(service)                              # runs with the service
+    await projection.rebuild()                              # after a read-model change: from the start
+
+And the pattern of keeping a local copy of another service's data, in one line::
+
+    keep_copy(service, bus, sessions, table=product_copy, pattern="catalog.product.>", row=product_row)
+
+How it stays exact. Events are applied in stream order by one instance at a
+time (the holder of the database lease ``projection:<name>``); each batch is
+applied and the checkpoint (the last stream sequence applied) written in one
+transaction, so after any crash the projection resumes right after the last
+committed batch — never applying an event twice, never skipping one. The
+holder reads from ``checkpoint + 1`` (its JetStream consumer is recreated at
+that position whenever it takes the lease, after a failure, and after a
+rebuild done by any instance, which it notices as a checkpoint it did not write).
+An event that keeps failing is dead-lettered after ``max_failures`` and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy import Table, and_, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from meshkit.basis.bus.bus import Bus
+from meshkit.basis.bus.envelope import Envelope
+from meshkit.basis.bus.streams import DLQ_PREFIX, stream_for
+from meshkit.basis.outbox.lease import Lease
+from meshkit.basis.outbox.sql import insert_ignore
+from meshkit.basis.outbox.tables import tables_for
+from meshkit.basis.storage import transaction
+
+logger = logging.getLogger("meshkit.projection")
+
+Apply = Callable[[Envelope, AsyncSession], Awaitable[None]]
+Reset = Callable[[AsyncSession], Awaitable[None]]
+
+
+class _Stale(Exception):
+    """Internal: the checkpoint moved under us (a rebuild elsewhere): reposition, apply nothing."""
+
+
+class Projection:
+    """Applies events on ``pattern`` to a read model with ``apply(event, session)``."""
+
+    def __init__(
+        self,
+        name: str,
+        pattern: str,
+        apply: Apply,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        bus: Bus,
+        prefix: str,
+        holder: str,
+        reset: Reset | None = None,
+        batch: int = 256,
+        lease_ttl: float = 10.0,
+        max_failures: int = 5,
+    ) -> None:
+        self.name = name
+        self.pattern = pattern
+        self.apply = apply
+        self.reset = reset
+        self.sessions = sessions
+        self.bus = bus
+        self.batch = batch
+        self.max_failures = max_failures
+        self.stream = stream_for(pattern).name
+        self.durable = f"{prefix}-proj-{name}".replace(".", "-").replace("_", "-")
+        self.table = tables_for(prefix).checkpoints
+        self.lease = Lease(sessions, prefix=prefix, name=f"projection:{name}", holder=holder, ttl=lease_ttl)
+        self.position = 0
+        self.applied = 0
+        self._sub: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._failures = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def attach(self, service: Any) -> Projection:
+        """Start with ``service`` (after the bus connected) and stop before the bus closes."""
+
+        async def start(_s: Any) -> None:
+            await self.start()
+
+        async def stop(_s: Any) -> None:
+            await self.stop()
+
+        service.on_startup(start)
+        service.on_shutdown(stop)
+        service.state.setdefault("projections", []).append(self)
+        return self
+
+    async def start(self) -> None:
+        """Run in a background task until :meth:`stop`."""
+        await self.bus.connect()
+        await self.bus.ensure_for(self.pattern)
+        self._stopping = False
+        self._task = asyncio.create_task(self._loop(), name=f"meshkit-projection-{self.name}")
+
+    async def stop(self) -> None:
+        """Finish the batch in progress, stop, release the lease."""
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(task, 5.0)
+        await self._drop_subscription()
+        with contextlib.suppress(Exception):
+            await self.lease.release()
+
+    async def _loop(self) -> None:
+        pause = 0.2
+        while not self._stopping:
+            try:
+                await self.run_once(wait=1.0)
+                pause = 0.2
+            except Exception as exc:
+                logger.warning("projection %s: %s; retrying in %.1fs", self.name, exc, pause)
+                await self._drop_subscription()
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    # -- one round -------------------------------------------------------------------------
+
+    async def run_once(self, *, wait: float = 1.0) -> int:
+        """Apply the next batch if we hold the lease; the number of events applied."""
+        if not await self.lease.acquire():
+            await self._drop_subscription()
+            await asyncio.sleep(min(wait, self.lease.ttl / 3))
+            return 0
+        if self._sub is None:
+            await self._subscribe()
+        try:
+            msgs = await self._sub.fetch(self.batch, timeout=wait)
+        except (NatsTimeout, TimeoutError):
+            # Idle: a rebuild done elsewhere shows as a checkpoint we did not write.
+            if await self.checkpoint() != self.position:
+                await self._drop_subscription()
+            return 0
+        envelopes = []
+        for msg in msgs:
+            env = Envelope.from_json(msg.data)
+            env.stream_seq = msg.metadata.sequence.stream
+            envelopes.append(env)
+        try:
+            return await self._apply_batch(envelopes)
+        except _Stale:
+            await self._drop_subscription()
+            return 0
+        except Exception as exc:
+            self._failures += 1
+            await self._drop_subscription()
+            if self._failures >= self.max_failures and envelopes:
+                await self._apply_one_by_one(envelopes, exc)
+                return 0
+            raise
+
+    async def _apply_batch(self, envelopes: list[Envelope]) -> int:
+        count = 0
+        async with transaction(self.sessions) as session:
+            stored = await self._checkpoint(session)
+            if stored != self.position:
+                self.position = stored
+                raise _Stale()
+            for env in envelopes:
+                if env.stream_seq <= self.position:
+                    continue
+                await self.apply(env, session)
+                count += 1
+                last = env.stream_seq
+            if count:
+                await self._save(session, last)
+        if count:
+            self.position = last
+            self.applied += count
+        self._failures = 0
+        return count
+
+    async def _apply_one_by_one(self, envelopes: list[Envelope], first_error: Exception) -> None:
+        # A batch keeps failing: find the event at fault, dead-letter it, keep the rest.
+        for env in envelopes:
+            if env.stream_seq <= self.position:
+                continue
+            try:
+                await self._apply_batch([env])
+            except _Stale:
+                return
+            except Exception as exc:
+                await self._dead_letter(env, exc)
+                async with transaction(self.sessions) as session:
+                    await self._save(session, env.stream_seq)
+                self.position = env.stream_seq
+        self._failures = 0
+        logger.error("projection %s: skipped a failing event after %d attempts (%s)", self.name,
+                     self.max_failures, first_error)
+
+    async def _dead_letter(self, env: Envelope, exc: Exception) -> None:
+        letter = {"consumer": self.durable, "stream": self.stream, "subject": env.type, "stream_seq": env.stream_seq,
+                  "deliveries": self.max_failures, "error": f"{type(exc).__name__}: {exc}", "failed_at": time.time(),
+                  "event": env.attributes(), "raw": None}
+        await self.bus.js.publish(f"{DLQ_PREFIX}.{self.durable}.{env.type}", orjson.dumps(letter),
+                                  headers={"Nats-Msg-Id": f"dlq-{self.durable}-{env.id}"})
+
+    # -- checkpoint and consumer -----------------------------------------------------------
+
+    async def _checkpoint(self, session: AsyncSession) -> int:
+        t = self.table
+        row = (await session.execute(select(t.c.position).where(t.c.name == self.name))).first()
+        return int(row[0]) if row else 0
+
+    async def _save(self, session: AsyncSession, position: int) -> None:
+        t = self.table
+        result = await session.execute(
+            update(t).where(t.c.name == self.name).values(position=position, updated_at=time.time())
+        )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            await session.execute(insert_ignore(session, t, {"name": self.name, "position": position,
+                                                             "updated_at": time.time()}))
+
+    async def checkpoint(self) -> int:
+        """The stored checkpoint (last stream sequence applied; 0 before the first)."""
+        async with transaction(self.sessions, write=False) as session:
+            return await self._checkpoint(session)
+
+    async def _subscribe(self) -> None:
+        async with transaction(self.sessions, write=False) as session:
+            self.position = await self._checkpoint(session)
+        js = self.bus.js
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(self.stream, self.durable)
+        config = ConsumerConfig(
+            durable_name=self.durable, filter_subject=self.pattern, ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.position + 1,
+            inactive_threshold=3600.0,
+        )
+        await js.add_consumer(self.stream, config)
+        self._sub = await js.pull_subscribe_bind(self.durable, stream=self.stream)
+
+    async def _drop_subscription(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def rebuild(self) -> None:
+        """Empty the read model (``reset``) and the checkpoint in one transaction: the holder replays
+        the stream from its start. Callable from any instance."""
+        async with transaction(self.sessions) as session:
+            if self.reset is not None:
+                await self.reset(session)
+            await self._save(session, 0)
+
+    async def caught_up(self) -> bool:
+        """Whether every event on ``pattern`` stored so far is applied."""
+        from nats.js.errors import NotFoundError
+
+        try:
+            last = await self.bus.js.get_msg(self.stream, subject=self.pattern)
+        except NotFoundError:
+            return True
+        return int(last.seq or 0) <= await self.checkpoint()
+
+
+def keep_copy(
+    service: Any,
+    bus: Bus,
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    table: Table,
+    pattern: str,
+    row: Callable[[Envelope], dict[str, Any] | None],
+    key: str = "id",
+    version: str = "version",
+    name: str | None = None,
+    prefix: str | None = None,
+) -> Projection:
+    """Keep ``table`` a copy of another service's data, fed by its events on ``pattern``; one line.
+
+    ``row(event)`` maps an event to the row it describes (``None``: ignore the event).
+    Events whose type ends in ``.deleted`` delete the row with that ``key``; any other
+    event upserts it — only if its ``version`` is newer than the stored one, so a
+    copy never goes back in time. A rebuild empties ``table`` and replays the stream.
+    """
+    apply = copy_applier(table, row, key=key, version=version)
+
+    async def reset(session: AsyncSession) -> None:
+        await session.execute(delete(table))
+
+    projection = Projection(
+        name or f"copy-{table.name}", pattern, apply, sessions=sessions, bus=bus, prefix=prefix or service.name,
+        holder=service.settings.instance_id, reset=reset,
+    )
+    return projection.attach(service)
+
+
+def copy_applier(table: Table, row: Callable[[Envelope], dict[str, Any] | None], *, key: str = "id",
+                 version: str = "version") -> Apply:
+    """The ``apply`` function :func:`keep_copy` uses (version-guarded upsert, delete on ``*.deleted``)."""
+    k, v = table.c[key], table.c[version]
+
+    async def apply(event: Envelope, session: AsyncSession) -> None:
+        values = row(event)
+        if values is None:
+            return
+        if event.type.endswith(".deleted"):
+            await session.execute(delete(table).where(and_(k == values[key], v <= values.get(version, 2**62))))
+            return
+        result = await session.execute(
+            update(table).where(k == values[key], v < values[version]).values(**values)
+        )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            await session.execute(insert_ignore(session, table, values))
+
+    return apply
+
+
+__all__ = ["Projection", "copy_applier", "keep_copy"]
