@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 
 from meshkit.basis.natsd import EmbeddedNats, free_port
+from meshkit.cli.launch import child_env
 from meshkit.cli.probe import http_status
 from meshkit.cli.system import load_system
-from meshkit.cli.up import child_env
 
 RUNS = 3
 READY_TIMEOUT = 30.0

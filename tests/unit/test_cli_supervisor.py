@@ -7,10 +7,10 @@ import sys
 import pytest
 
 from meshkit.basis.errors import ConfigError
+from meshkit.cli.launch import child_env, fixed_port
 from meshkit.cli.output import Console
 from meshkit.cli.supervisor import ChildSpec, RestartPolicy, Supervisor, describe_exit
 from meshkit.cli.system import ServiceDef
-from meshkit.cli.up import child_env, fixed_port
 
 
 def test_backoff_doubles_up_to_the_cap():

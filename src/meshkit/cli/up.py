@@ -2,8 +2,11 @@
 
 Order of life:
 
-1. start the embedded NATS (or use ``MESHKIT_NATS_URL``);
-2. start each instance as ``python -m <module>`` in its own process group;
+0. check what can be checked first (modules exist, fixed ports free; see
+   :mod:`meshkit.cli.launch`);
+1. launch the embedded NATS (or use ``MESHKIT_NATS_URL``);
+2. launch each instance as ``python -m <module>`` in its own process group,
+   without waiting for NATS (it is up long before a service needs it);
 3. watch the registry until every instance registered and answers ``/readyz``
    with 200, then print one ``ready`` line with the URLs;
 4. keep them running (restart with backoff), report re-registrations;
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
 import signal
 import sys
@@ -25,11 +27,18 @@ from pathlib import Path
 
 from meshkit.basis.errors import ConfigError, MeshkitError
 from meshkit.basis.instance import Instance
-from meshkit.basis.natsd import PORT_SETTING, URL_SETTING, EmbeddedNats, port_in_use
+from meshkit.basis.natsd import PORT_SETTING, URL_SETTING, EmbeddedNats
+from meshkit.cli.launch import (
+    check_fixed_ports,
+    check_modules,
+    child_env,
+    process_age,
+    skip_websocket_support,
+)
 from meshkit.cli.output import Console
 from meshkit.cli.probe import http_status, nats_answers
 from meshkit.cli.supervisor import Child, ChildSpec, RestartPolicy, Supervisor, describe_exit
-from meshkit.cli.system import ServiceDef, SystemDef, system_path
+from meshkit.cli.system import SystemDef, system_path
 
 #: Seconds from the stop signal to exit: services get most, NATS the rest.
 STOP_BUDGET = 10.0
@@ -48,37 +57,6 @@ class UpOptions:
     nats_port: int = 4223
     data_dir: Path = Path(".meshkit")
     nats_url: str | None = None  # an existing server: start none
-
-
-def child_env(service_env: dict[str, str], *, nats_url: str, data_dir: Path, instance_id: str,
-              environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of one instance, later layers winning: the system file's settings,
-    then ours (so ``CATALOG_LOG_LEVEL=debug meshkit up`` works), then the platform's."""
-    env = dict(service_env)
-    env.update(os.environ if environ is None else environ)
-    env.update(
-        MESHKIT_NATS_URL=nats_url,
-        MESHKIT_DATA_DIR=str(data_dir),
-        MESHKIT_INSTANCE_ID=instance_id,
-        PYTHONUNBUFFERED="1",  # lines reach the terminal as they are printed, not per 8 KiB
-    )
-    return env
-
-
-def fixed_port(svc: ServiceDef, environ: dict[str, str] | None = None) -> tuple[int | None, str]:
-    """The port a fixed-port service will bind, and where that came from (for messages).
-
-    ``<PREFIX>PORT`` in our environment wins over ``port:`` in the system file.
-    """
-    env = os.environ if environ is None else environ
-    setting = f"{svc.prefix}PORT"
-    raw = env.get(setting)
-    if raw:
-        try:
-            return int(raw), setting
-        except ValueError:
-            raise ConfigError(f"{setting}={raw!r} is not a port number: set it to a free port") from None
-    return svc.port, f"{setting} (or `port:` of {svc.name} in the system file)"
 
 
 class Up:
@@ -106,8 +84,8 @@ class Up:
         t0 = time.monotonic() - process_age()  # `ready in` counts from the command's launch
         code = 0
         try:
-            self._check_modules()
-            self._check_fixed_ports()
+            check_modules(self.system, self.options.system_file)
+            check_fixed_ports(self.system)
             url, nats_starting = await self._start_nats()
             # Children first: their imports take longest; NATS finishing its start and our
             # own registry setup (importing nats-py, connecting, the KV watch) overlap with them.
@@ -133,36 +111,6 @@ class Up:
         return code
 
     # -- start ---------------------------------------------------------------------------------
-
-    def _check_modules(self) -> None:
-        """Refuse a module that does not exist now, rather than after three crashes."""
-        here = os.getcwd()
-        added = here not in sys.path
-        if added:  # children run `python -m`, which finds modules in their cwd (ours) too
-            sys.path.insert(0, here)
-        try:
-            for svc in self.system.services:
-                try:
-                    found = importlib.util.find_spec(svc.module)
-                except (ImportError, ValueError):
-                    found = None
-                if found is None:
-                    raise ConfigError(
-                        f"module {svc.module} of service {svc.name} in {system_path(self.options.system_file)} "
-                        "cannot be found: check its spelling, or install the package that provides it"
-                    )
-        finally:
-            if added:
-                sys.path.remove(here)
-
-    def _check_fixed_ports(self) -> None:
-        for svc in self.system.services:
-            port, setting = fixed_port(svc)
-            if port is not None and port_in_use("127.0.0.1", port):
-                raise ConfigError(
-                    f"port {port} for {svc.name} is already in use: set {setting} to a free port "
-                    "(or stop what holds it)"
-                )
 
     async def _start_nats(self) -> tuple[str, asyncio.Task[None] | None]:
         """The NATS URL, and the task that finishes starting it (``None``: already there).
@@ -202,7 +150,7 @@ class Up:
         return nats.url, task
 
     async def _watch_registry(self, nats_url: str) -> None:
-        _skip_websocket_support(nats_url)
+        skip_websocket_support(nats_url)
         from meshkit.basis.registry import open_registry
         from meshkit.basis.registry.view import RegistryView
 
@@ -347,29 +295,6 @@ class Up:
             self.console.note("nats stopped")
         if live or nats_ran:
             self.console.note(f"stopped in {time.monotonic() - t0:.1f}s")
-
-
-def process_age() -> float:
-    """Seconds since this process started (Linux: from /proc; elsewhere 0)."""
-    try:
-        with open("/proc/self/stat") as f:
-            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime") as f:
-            uptime = float(f.read().split()[0])
-        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def _skip_websocket_support(nats_url: str) -> None:
-    """Keep nats-py from importing aiohttp (for its WebSocket transport) in this process.
-
-    That import is most of nats-py's (≈0.3 s of CPU) and competes with the services
-    starting beside us; we talk plain TCP. ``None`` in ``sys.modules`` makes the import
-    fail, which nats-py handles by leaving WebSocket support out.
-    """
-    if "aiohttp" not in sys.modules and not nats_url.lower().startswith(("ws://", "wss://")):
-        sys.modules["aiohttp"] = None  # type: ignore[assignment]
 
 
 def command(options: UpOptions, *, color: bool, readable_logs: bool = False) -> int:
