@@ -1,7 +1,8 @@
 """JSON access log, cheap on the hot path.
 
 A request appends one tuple to a list; a background task turns the tuples into
-JSON lines and hands them to the ``meshkit.gateway.access`` logger a few times a
+log records (fields as ``extra``, made JSON by :mod:`meshkit.basis.logs`) for the
+``meshkit.access`` logger a few times a
 second. Formatting and I/O leave the request path, and a burst costs one list
 append per request. If the buffer outgrows ``max_buffer`` (the logger cannot
 keep up), lines are dropped and counted rather than growing memory.
@@ -14,11 +15,11 @@ import contextlib
 import logging
 import time
 
-import orjson
+# The same logger as every service's access log; the JSON formatter of meshkit.basis.logs
+# turns each record's extra fields into keys of the line.
+log = logging.getLogger("meshkit.access")
 
-log = logging.getLogger("meshkit.gateway.access")
-
-_FIELDS = ("ts", "method", "path", "status", "duration_ms", "route", "request_id", "trace_id", "client",
+_FIELDS = ("at", "method", "path", "status", "duration_ms", "route", "request_id", "trace_id", "client",
            "upstream", "cache", "bytes")
 
 
@@ -50,12 +51,10 @@ class AccessLog:
         batch, self.buffer = self.buffer, []
         if not log.isEnabledFor(logging.INFO):
             return
-        base = {"service": self.service, "instance": self.instance, "logger": "access"}
         for row in batch:
-            d = dict(base)
-            d.update(zip(_FIELDS, row, strict=True))
-            d["ts"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(row[0])) + f".{int(row[0] % 1 * 1000):03d}Z"
-            log.info(orjson.dumps(d).decode())
+            d = dict(zip(_FIELDS, row, strict=True))
+            d["at"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(row[0])) + f".{int(row[0] % 1 * 1000):03d}Z"
+            log.info("%s %s %d", row[1], row[2], row[3], extra=d)
 
     async def _run(self) -> None:
         while True:

@@ -144,9 +144,9 @@ class Proxy:
             if route.max_body is not None and len(req.body) > route.max_body:
                 raise PayloadTooLarge(f"request body exceeds this route's limit of {route.max_body} bytes")
             identity = None
-            if route.auth:
+            if route.auth and (self.authenticator is not None or route.auth_required):
                 auth = self.authenticator
-                if auth is None:
+                if auth is None:  # optional auth without an authenticator: everyone is anonymous
                     raise MeshkitError("authentication is not configured on this gateway: set GATEWAY_JWKS_URL "
                                        "or GATEWAY_API_KEYS_FILE", reason="auth_not_configured", status=503)
                 identity = await auth.authenticate(authz.decode("latin-1") if authz else None,
