@@ -107,3 +107,22 @@ def test_up_with_a_module_that_does_not_exist_stops_before_starting_anything(tmp
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "no_such_module_xyz.main" in proc.stdout and "ghost" in proc.stdout and "system.yaml" in proc.stdout
     assert "starting nats" not in proc.stdout and not (tmp_path / ".meshkit").exists()
+
+
+def test_up_with_a_fixed_service_port_taken_names_the_setting(tmp_path):
+    (tmp_path / "system.yaml").write_text(
+        "services:\n  - {name: catalog, module: meshkit.services.catalog.main, port: PORT}\n"
+    )
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        (tmp_path / "system.yaml").write_text((tmp_path / "system.yaml").read_text().replace("PORT", str(port)))
+        proc = subprocess.run(
+            [sys.executable, "-m", "meshkit.cli.main", "up", "--system", "system.yaml", "--no-color"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=30, env=_clean_env(),
+        )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    problems = [line for line in proc.stdout.splitlines() if "in use" in line]
+    assert len(problems) == 1 and f"port {port} for catalog" in problems[0] and "CATALOG_PORT" in problems[0]
+    assert "starting nats" not in proc.stdout

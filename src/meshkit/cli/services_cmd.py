@@ -12,6 +12,7 @@ from typing import IO, Any
 
 import orjson
 
+from meshkit.basis.errors import MeshkitError
 from meshkit.basis.instance import Instance
 from meshkit.cli.output import format_age, format_table
 from meshkit.cli.probe import nats_answers
@@ -123,7 +124,11 @@ def command(url: str, *, as_json: bool, watch: bool, out: IO[str] | None = None)
     """Run ``meshkit services``; 0, or 1 when nothing answers at ``url``."""
     out = sys.stdout if out is None else out
     run = watch_services if watch else list_services
-    return asyncio.run(run(url, as_json=as_json, out=out))
+    try:
+        return asyncio.run(run(url, as_json=as_json, out=out))
+    except MeshkitError as exc:  # NATS answers but the registry cannot be read (no JetStream...)
+        print(f"meshkit services: {exc.message}", file=sys.stderr)
+        return 1
 
 
 def _natural(text: str) -> tuple[str, int]:
