@@ -134,4 +134,8 @@ async def test_failed_start_cleans_up(registry_url, watcher):
         clash = Service(settings(registry_url, "rt-clash", port=holder.port))
         with pytest.raises(ConfigError, match="choose another port"):
             await clash.start()
-    assert watcher.instances("rt-clash") == []
+        # running() always takes a free port, whatever the settings say.
+        async with running(clash) as ok:
+            assert ok.port not in (0, holder.port)
+            await watcher.wait_for("rt-clash", 1, timeout=5.0)
+    await gone(watcher, "rt-clash", timeout=2.0)

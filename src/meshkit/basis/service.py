@@ -157,8 +157,11 @@ class Service:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start everything and register; returns when the instance is ready."""
+    async def start(self, *, port: int | None = None) -> None:
+        """Start everything and register; returns when the instance is ready.
+
+        ``port`` overrides ``settings.port`` (0 = a free port; tests use it).
+        """
         if self._running:
             raise RuntimeError(f"service {self.name!r} is already started")
         s = self.settings
@@ -171,7 +174,7 @@ class Service:
             await self._open_dependencies()
             for hook in self._startup:
                 await hook(self)
-            sock = bind_socket(s.host, s.port)
+            sock = bind_socket(s.host, s.port if port is None else port)
             port = sock.getsockname()[1]
             self.started_at = time.time()
             self.instance = Instance(
