@@ -60,6 +60,12 @@ exit codes: 0 stopped on request, 1 a service keeps crashing while starting,
 2 bad setup (system file invalid, port in use)
 """
 
+SERVICES_DESCRIPTION = """\
+List the service instances in the registry: service, instance id, address,
+port, version, status and age. The registry lives in the NATS at
+$MESHKIT_NATS_URL (default nats://127.0.0.1:4223, the one `meshkit up` starts).
+"""
+
 SERVICES_EPILOG = """\
 examples:
   meshkit services
@@ -68,6 +74,13 @@ examples:
   MESHKIT_NATS_URL=nats://127.0.0.1:4300 meshkit services
 
 exit codes: 0 listed, 1 nothing answers at the NATS URL (start it with `make up`)
+or the registry cannot be read there
+"""
+
+RUN_DESCRIPTION = """\
+Run one service in the foreground: by its name in the system file (with that
+file's settings) or by module. This process becomes `python -m <module>`, so
+Ctrl-C, a debugger and the exit code are the service's own.
 """
 
 RUN_EPILOG = """\
@@ -121,8 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "on one, each becomes a readable line: time, level, message, fields)")
 
     services = sub.add_parser("services", help="list the registered service instances",
-                              description="List the service instances in the registry: service, instance id, "
-                                          "address, port, version, status and age.",
+                              description=SERVICES_DESCRIPTION,
                               epilog=SERVICES_EPILOG, formatter_class=_Formatter)
     services.add_argument("--json", action="store_true",
                           help="a JSON list of objects (service, instance_id, address, port, version, "
@@ -131,8 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="keep printing on every change until Ctrl-C (with --json: one list per line)")
 
     run = sub.add_parser("run", help="run one service in the foreground",
-                         description="Run one service in the foreground, as `python -m <module>` in this "
-                                     "process: by its name in the system file, or by module.",
+                         description=RUN_DESCRIPTION,
                          epilog=RUN_EPILOG, formatter_class=_Formatter)
     run.add_argument("target", metavar="MODULE_OR_NAME",
                      help="a service name from the system file (e.g. catalog) or a module with main()")
