@@ -1,0 +1,108 @@
+"""Idempotency-Key middleware in the runtime's stack, on memory, SQLite and PostgreSQL stores; races."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+from starlette.routing import Route
+
+from meshkit.basis.errors import Internal
+from meshkit.basis.idempotency import MemoryIdempotencyStore, SqlIdempotencyStore, idempotency
+from meshkit.basis.outbox.testing import create_tables
+from meshkit.basis.service import Service
+from meshkit.basis.settings import ServiceSettings
+from meshkit.basis.storage import session_factory
+from meshkit.basis.storage.testing import scratch_engine
+from meshkit.basis.web import json_response
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def backend(request, tmp_path):
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite+aiosqlite:///{tmp_path / 'idem.db'}" if request.param == "sqlite" else None
+
+
+@pytest.fixture
+async def store(backend):
+    if backend is None:
+        yield MemoryIdempotencyStore()
+        return
+    async with scratch_engine(backend) as engine:
+        await create_tables(engine, "idem")
+        yield SqlIdempotencyStore(session_factory(engine), prefix="idem")
+
+
+def make_service(store, calls: list[bytes], **options) -> Service:
+    async def create(request):
+        body = await request.body()
+        calls.append(body)
+        await asyncio.sleep(0.15)  # long enough for duplicates to arrive while it runs
+        if b"boom" in body:
+            raise Internal("exploded")
+        return json_response({"n": len(calls), "echo": body.decode()}, status=201, headers={"location": f"/o/{len(calls)}"})
+
+    settings = ServiceSettings(name="idem", access_log=False, request_metrics=False)
+    return Service(settings, routes=[Route("/orders", create, methods=["POST"])],
+                   middleware=[idempotency(store, **options)])
+
+
+def client(service: Service) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=service), base_url="http://idem")
+
+
+async def test_runs_once_and_replays_the_stored_response(store):
+    calls: list[bytes] = []
+    async with client(make_service(store, calls)) as http:
+        first = await http.post("/orders", content=b'{"a":1}', headers={"idempotency-key": "k1"})
+        again = await http.post("/orders", content=b'{"a":1}', headers={"idempotency-key": "k1"})
+        other = await http.post("/orders", content=b'{"a":2}', headers={"idempotency-key": "k1"})
+        plain = await http.post("/orders", content=b'{"a":1}')
+    assert first.status_code == 201 and again.status_code == 201
+    assert again.json() == first.json() == {"n": 1, "echo": '{"a":1}'}
+    assert again.headers["location"] == "/o/1" and again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    assert other.status_code == 422 and other.json()["error"]["reason"] == "idempotency_key_reused"
+    assert plain.status_code == 201 and len(calls) == 2
+
+
+async def test_concurrent_duplicates_wait_for_the_first(store):
+    calls: list[bytes] = []
+    async with client(make_service(store, calls)) as http:
+        answers = await asyncio.gather(*(
+            http.post("/orders", content=b"same", headers={"idempotency-key": "race"}) for _ in range(8)
+        ))
+    assert len(calls) == 1
+    assert {r.status_code for r in answers} == {201}
+    assert {r.text for r in answers} == {answers[0].text}
+
+
+async def test_concurrent_duplicates_on_two_instances_without_waiting_get_409(store):
+    calls: list[bytes] = []
+    one, two = make_service(store, calls, wait=0.0), make_service(store, calls, wait=0.0)
+    async with client(one) as a, client(two) as b:
+        answers = await asyncio.gather(*(
+            (a if i % 2 else b).post("/orders", content=b"x", headers={"idempotency-key": "two"}) for i in range(6)
+        ))
+    assert len(calls) == 1
+    codes = sorted(r.status_code for r in answers)
+    assert codes.count(201) == 1 and codes.count(409) == 5
+    busy = next(r for r in answers if r.status_code == 409)
+    assert busy.json()["error"]["reason"] == "idempotency_in_progress" and busy.headers["retry-after"] == "1"
+
+
+async def test_a_failure_frees_the_key_and_keys_expire(store):
+    calls: list[bytes] = []
+    async with client(make_service(store, calls, ttl=0.4)) as http:
+        failed = await http.post("/orders", content=b"boom", headers={"idempotency-key": "f"})
+        retried = await http.post("/orders", content=b"boom", headers={"idempotency-key": "f"})
+        assert failed.status_code == 500 and retried.status_code == 500 and len(calls) == 2
+        ok = await http.post("/orders", content=b"fine", headers={"idempotency-key": "e"})
+        time.sleep(0.5)  # noqa: ASYNC251 - wall clock must pass for the key to expire
+        after = await http.post("/orders", content=b"other", headers={"idempotency-key": "e"})
+        bad = await http.post("/orders", content=b"x", headers={"idempotency-key": "a" * 300})
+    assert ok.status_code == 201 and after.status_code == 201 and after.json()["n"] == 4
+    assert bad.status_code == 400 and bad.json()["error"]["reason"] == "bad_idempotency_key"
