@@ -47,6 +47,9 @@ def make_service(**settings) -> Service:
     async def teapot(request):
         raise HTTPException(418, "short and stout")
 
+    async def gone(request):
+        raise HTTPException(404, "product p-1 is not in the catalog")
+
     async def slow(request):
         await asyncio.sleep(float(request.query_params.get("s", "0.3")))
         return json_response({"slow": True})
@@ -61,6 +64,7 @@ def make_service(**settings) -> Service:
             Route("/conflict", conflict),
             Route("/boom", boom),
             Route("/teapot", teapot),
+            Route("/gone", gone),
             Route("/slow", slow),
             Mount("/v1", routes=[Route("/things/{x}", inner)]),
         ],
@@ -126,6 +130,7 @@ async def test_errors_map_to_the_json_shape():
         missing = await c.get("/no/such/thing")
         wrong_method = await c.delete("/items/1")
         teapot = await c.get("/teapot")
+        gone = await c.get("/gone")
     assert conflict.status_code == 409
     assert conflict.json() == {"error": {"reason": "conflict", "message": "version 3 is stale; reload and retry",
                                          "details": {"current": 4}}}
@@ -138,6 +143,8 @@ async def test_errors_map_to_the_json_shape():
     assert wrong_method.json()["error"]["reason"] == "method_not_allowed"
     assert "GET" in wrong_method.headers["allow"]
     assert teapot.status_code == 418 and teapot.json()["error"]["message"] == "short and stout"
+    assert gone.status_code == 404
+    assert gone.json()["error"] == {"reason": "not_found", "message": "product p-1 is not in the catalog"}
 
 
 async def test_metrics_use_route_templates():

@@ -14,7 +14,7 @@ import logging
 from starlette.exceptions import HTTPException
 
 from meshkit.basis import context
-from meshkit.basis.errors import MeshkitError, MethodNotAllowed, NotFound, error_body
+from meshkit.basis.errors import _BY_STATUS, MeshkitError, MethodNotAllowed, NotFound, error_body
 from meshkit.basis.middleware.asgi import (
     CONTEXT_KEY,
     STATUS_KEY,
@@ -35,13 +35,18 @@ def translate(exc: BaseException, scope: Scope | None = None) -> BaseException:
     method = scope.get("method", "") if scope else ""
     path = scope.get("path", "") if scope else ""
     headers = dict(exc.headers or {})
-    if exc.status_code == 404:
+    # Starlette's router raises these with the bare status phrase as detail; a handler's
+    # own HTTPException(404, "no such product") keeps its message.
+    if exc.status_code == 404 and exc.detail == "Not Found":
         return NotFound(f"no route for {method} {path}: check the path", reason="no_route", headers=headers)
-    if exc.status_code == 405:
+    if exc.status_code == 405 and exc.detail == "Method Not Allowed":
         allow = headers.get("Allow") or headers.get("allow") or ""
         return MethodNotAllowed(
             f"{method} is not allowed on {path}; allowed: {allow}", details={"allow": allow}, headers=headers
         )
+    cls = _BY_STATUS.get(exc.status_code)
+    if cls is not None:
+        return cls(str(exc.detail), headers=headers)
     return MeshkitError(str(exc.detail), reason="http_error", status=exc.status_code, headers=headers)
 
 
