@@ -1,0 +1,53 @@
+"""Publishing revocations on NATS (``sso.revoked``), and an in-memory publisher for tests."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("meshkit.sso")
+
+
+class NatsPublisher:
+    """:class:`~meshkit.sso.app.ports.Publisher` on core NATS: ``{"jti", "exp"}`` per revoked token.
+
+    Gateways subscribe (``Authenticator.follow_revocations``); the message is
+    flushed before returning, so the gateway usually has it within milliseconds.
+    """
+
+    def __init__(self, url: str, subject: str = "sso.revoked") -> None:
+        self.url = url
+        self.subject = subject
+        self._nc: Any = None
+
+    async def start(self) -> None:
+        import nats
+
+        self._nc = await nats.connect(self.url, name="meshkit-sso", max_reconnect_attempts=-1,
+                                      connect_timeout=2)
+
+    async def revoked(self, jti: str, exp: float) -> None:
+        if self._nc is None:
+            raise RuntimeError("the revocation publisher is not started")
+        await self._nc.publish(self.subject, orjson.dumps({"jti": jti, "exp": exp}))
+        try:
+            await self._nc.flush(timeout=1)
+        except Exception as exc:  # published to the client buffer; it goes out on reconnect
+            log.warning("revocation of %s not flushed to NATS yet: %s", jti, exc)
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            nc, self._nc = self._nc, None
+            await nc.drain()
+
+
+class MemoryPublisher:
+    """Collects revocations in a list (unit tests)."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, float]] = []
+
+    async def revoked(self, jti: str, exp: float) -> None:
+        self.published.append((jti, exp))

@@ -1,0 +1,108 @@
+"""Login throttling: growing delays, then a lockout window — per account and per client address.
+
+Each key (``account:<email>`` or ``ip:<address>``) counts failed logins inside
+a sliding ``window``. The first ``free`` failures cost nothing; after that the
+next attempt must wait ``base_delay * 2**(extra failures - 1)`` seconds (capped
+at ``max_delay``); at ``lockout_after`` failures the key is locked for
+``lockout`` seconds. A success clears the account's key (not the address's:
+one good password must not launder a spraying address).
+
+Unknown accounts are throttled exactly like real ones, so throttling reveals
+nothing about which addresses exist. State is in memory, per SSO instance:
+with several instances an attacker gets at most N times the attempts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleRule:
+    """Limits for one kind of key."""
+
+    free: int = 3
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    lockout_after: int = 10
+    lockout: float = 900.0
+    window: float = 900.0
+
+
+@dataclass(slots=True)
+class _State:
+    failures: list[float] = field(default_factory=list)
+    locked_until: float = 0.0
+
+
+class Throttle:
+    """Failed-attempt bookkeeping; :meth:`wait` says how long a key must still wait (0 = may try)."""
+
+    def __init__(self, rule: ThrottleRule, *, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 100_000) -> None:
+        self.rule = rule
+        self._clock = clock
+        self._keys: dict[str, _State] = {}
+        self.max_keys = max_keys
+
+    def wait(self, key: str) -> float:
+        """Seconds before ``key`` may try again (0.0 when it may try now)."""
+        state = self._keys.get(key)
+        if state is None:
+            return 0.0
+        now = self._clock()
+        self._expire(state, now)
+        if state.locked_until > now:
+            return state.locked_until - now
+        extra = len(state.failures) - self.rule.free
+        if extra <= 0:
+            return 0.0
+        delay = min(self.rule.base_delay * 2 ** (extra - 1), self.rule.max_delay)
+        return max(0.0, state.failures[-1] + delay - now)
+
+    def failed(self, key: str) -> None:
+        """Record a failed attempt of ``key`` (locks it when it reaches ``lockout_after``)."""
+        now = self._clock()
+        state = self._keys.get(key)
+        if state is None:
+            if len(self._keys) >= self.max_keys:
+                self._prune(now)
+            state = self._keys[key] = _State()
+        self._expire(state, now)
+        state.failures.append(now)
+        if len(state.failures) >= self.rule.lockout_after:
+            state.locked_until = now + self.rule.lockout
+            state.failures.clear()
+
+    def succeeded(self, key: str) -> None:
+        """Forget ``key``'s failures (a lockout in force stays)."""
+        state = self._keys.get(key)
+        if state is not None and state.locked_until <= self._clock():
+            del self._keys[key]
+
+    def locked(self, key: str) -> bool:
+        state = self._keys.get(key)
+        return state is not None and state.locked_until > self._clock()
+
+    def _expire(self, state: _State, now: float) -> None:
+        horizon = now - self.rule.window
+        while state.failures and state.failures[0] < horizon:
+            state.failures.pop(0)
+
+    def _prune(self, now: float) -> None:
+        for key in list(self._keys):
+            state = self._keys[key]
+            self._expire(state, now)
+            if not state.failures and state.locked_until <= now:
+                del self._keys[key]
+        if len(self._keys) >= self.max_keys:  # still full: drop the oldest half rather than grow
+            for key in list(self._keys)[: self.max_keys // 2]:
+                del self._keys[key]
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+__all__ = ["Throttle", "ThrottleRule"]
