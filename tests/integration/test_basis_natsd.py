@@ -38,3 +38,40 @@ async def test_port_in_use_is_one_clear_line(tmp_path):
             await EmbeddedNats(port=port, data_dir=tmp_path).start()
     msg = str(info.value)
     assert str(port) in msg and "MESHKIT_NATS_PORT" in msg and "\n" not in msg
+
+
+async def test_server_dies_with_its_parent_even_on_sigkill(tmp_path):
+    import asyncio
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio, sys\n"
+        "from meshkit.basis.natsd import EmbeddedNats\n"
+        "async def main():\n"
+        f"    s = await EmbeddedNats(port=0, data_dir={str(tmp_path)!r}, log_file={str(tmp_path / 'n.log')!r}).start()\n"
+        "    print(s.process.pid, flush=True)\n"
+        "    await asyncio.sleep(60)\n"
+        "asyncio.run(main())\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)  # noqa: ASYNC220
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(parent.stdout.readline), 15)
+        nats_pid = int(line)
+        os.kill(nats_pid, 0)  # alive
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        for _ in range(100):
+            try:
+                os.kill(nats_pid, 0)
+            except ProcessLookupError:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            os.kill(nats_pid, signal.SIGKILL)
+            raise AssertionError("nats-server outlived its SIGKILLed parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()

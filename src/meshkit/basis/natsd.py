@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from meshkit.basis.errors import ConfigError
+from meshkit.basis.process import die_with_parent
 
 DEFAULT_PORT = 4223
 PORT_SETTING = "MESHKIT_NATS_PORT"
@@ -124,6 +125,7 @@ class EmbeddedNats:
             stdout=subprocess.DEVNULL if self.log_file else None,
             stderr=subprocess.DEVNULL if self.log_file else None,
             start_new_session=True,  # Ctrl-C in a terminal reaches us, not it: we stop it in order
+            preexec_fn=die_with_parent,  # and it never outlives us, even if we are SIGKILLed
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

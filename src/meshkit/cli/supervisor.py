@@ -11,11 +11,11 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from meshkit.basis.process import die_with_parent
 from meshkit.cli.output import Console
 
 #: Longest line we pass through whole; longer ones are cut into pieces of this size.
@@ -147,7 +147,7 @@ class Supervisor:
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
             limit=LINE_LIMIT,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent,  # SIGTERM when `meshkit up` dies, even by SIGKILL
         )
         child.readers = [
             asyncio.create_task(self._pump(child, child.process.stdout)),
@@ -258,25 +258,3 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 def _kill_group(pgid: int) -> None:
     _signal_group(pgid, signal.SIGKILL)
-
-
-def _load_prctl() -> Callable[..., int] | None:
-    # Loaded in the parent: the child, between fork and exec, only makes the call.
-    if sys.platform != "linux":
-        return None
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _load_prctl()
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when ``meshkit up`` dies (even by SIGKILL)."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
