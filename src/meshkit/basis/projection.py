@@ -112,9 +112,7 @@ class Projection:
         return self
 
     async def start(self) -> None:
-        """Run in a background task until :meth:`stop`."""
-        await self.bus.connect()
-        await self.bus.ensure_for(self.pattern)
+        """Run in a background task until :meth:`stop` (NATS may come later: the task keeps trying)."""
         self._stopping = False
         self._task = asyncio.create_task(self._loop(), name=f"meshkit-projection-{self.name}")
 
@@ -133,6 +131,9 @@ class Projection:
         pause = 0.2
         while not self._stopping:
             try:
+                if self.bus.nc is None:
+                    await self.bus.connect()
+                await self.bus.ensure_for(self.pattern)
                 await self.run_once(wait=1.0)
                 pause = 0.2
             except Exception as exc:

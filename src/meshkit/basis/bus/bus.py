@@ -293,19 +293,40 @@ async def _disconnected() -> None:
     logger.warning("nats: disconnected; reconnecting")
 
 
-def use_bus(service: Service, *, streams: Iterable[StreamSpec] = ()) -> Bus:
+def use_bus(service: Service, *, streams: Iterable[StreamSpec] = (), required: bool = True) -> Bus:
     """A :class:`Bus` tied to ``service``'s lifecycle, in ``service.state["bus"]``.
 
     Connects and starts the handlers on start-up (after the hooks added before this
-    call, e.g. migrations), stops and closes on shutdown, and adds a ``bus`` readiness check.
+    call, e.g. migrations), stops and closes on shutdown. ``required=True`` makes NATS
+    a readiness dependency (check ``bus``) and start-up fails without it. A service
+    that only publishes through its outbox passes ``required=False``: it starts and
+    serves without NATS, and connects in the background whenever NATS is there.
     """
     bus = Bus(service.settings.nats_url, source=service.name, streams=streams)
     service.state["bus"] = bus
+    background: list[asyncio.Task[None]] = []
+
+    async def keep_connecting() -> None:
+        while True:
+            try:
+                await bus.start()
+                return
+            except Exception as exc:
+                logger.info("bus: %s; trying again in 1s", exc)
+                await bus.close()
+                await asyncio.sleep(1.0)
 
     async def start(_service: Any) -> None:
-        await bus.start()
+        if required:
+            await bus.start()
+        else:
+            background.append(asyncio.create_task(keep_connecting(), name="meshkit-bus-connect"))
 
     async def stop(_service: Any) -> None:
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await bus.close()
 
     async def check() -> None:
@@ -314,7 +335,8 @@ def use_bus(service: Service, *, streams: Iterable[StreamSpec] = ()) -> Bus:
 
     service.on_startup(start)
     service.on_shutdown(stop)
-    service.add_check("bus", check)
+    if required:
+        service.add_check("bus", check)
     return bus
 
 

@@ -32,15 +32,22 @@ if TYPE_CHECKING:
 
 
 def use_outbox(
-    service: Service, bus: Bus, sessions: async_sessionmaker[AsyncSession], *, prefix: str | None = None, **relay: Any
+    service: Service,
+    bus: Bus,
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    prefix: str | None = None,
+    outbox: Outbox | None = None,
+    **relay: Any,
 ) -> tuple[Outbox, Relay]:
     """An :class:`Outbox` and its :class:`Relay` tied to ``service``: the relay starts after the bus
     connects (call this after :func:`~meshkit.basis.bus.use_bus`) and stops before it closes.
 
     The lease holder is the instance id, so a restarted instance takes its lease back at once.
-    ``relay`` are keyword arguments of :class:`Relay` (batch, lease_ttl, poll...).
+    Pass ``outbox`` when the repositories were built with it already; ``relay`` are
+    keyword arguments of :class:`Relay` (batch, lease_ttl, poll...).
     """
-    outbox = Outbox(prefix or service.name, source=service.name)
+    outbox = outbox or Outbox(prefix or service.name, source=service.name)
     runner = Relay(outbox, sessions, bus, holder=service.settings.instance_id, metrics=service.metrics, **relay)
     service.state.update(outbox=outbox, relay=runner)
 

@@ -122,6 +122,8 @@ class Relay:
     async def run_once(self) -> int:
         """One round: renew the lease, publish up to ``batch`` pending events, mark them; the number sent."""
         await self._count_backlog()
+        if not self.bus.connected:  # NATS down or not reached yet: the rows wait, the backlog shows it
+            return 0
         if not await self.lease.acquire():
             return 0
         t = self.table

@@ -3,6 +3,8 @@
 Each method is one transaction. Updates and deletes are conditional on the
 version (``UPDATE ... WHERE id = :id AND version = :expected``), so of two
 writers that read the same version exactly one succeeds, on both engines.
+Given an outbox, every successful write also stages its event
+(``catalog.product.created|updated|deleted``) in the same transaction.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from meshkit.basis.errors import Conflict
+from meshkit.basis.outbox import Outbox
 from meshkit.basis.storage import transaction
+from meshkit.services.catalog.adapters.events import stage
 from meshkit.services.catalog.adapters.tables import MAX_E4, from_e4, products, to_e4
 from meshkit.services.catalog.app.ports import ProductFilter
 from meshkit.services.catalog.app.products import duplicate_sku
@@ -24,13 +28,15 @@ from meshkit.services.catalog.domain import CURRENCIES, Money, Product
 class SqlProductRepository:
     """:class:`~meshkit.services.catalog.app.ports.ProductRepository` over a SQLAlchemy session factory."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, outbox: Outbox | None = None) -> None:
         self._sessions = sessions
+        self._outbox = outbox
 
     async def add(self, product: Product) -> None:
         try:
             async with transaction(self._sessions) as session:
                 await session.execute(insert(products).values(**_row(product)))
+                await stage(self._outbox, session, "created", product)
         except Conflict as exc:
             raise _duplicate(exc, product.sku) from exc
 
@@ -59,6 +65,8 @@ class SqlProductRepository:
         try:
             async with transaction(self._sessions) as session:
                 result = await session.execute(statement)
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    await stage(self._outbox, session, "updated", product)
         except Conflict as exc:
             raise _duplicate(exc, product.sku) from exc
         return result.rowcount == 1  # type: ignore[attr-defined]
@@ -68,7 +76,13 @@ class SqlProductRepository:
         if expected_version is not None:
             statement = statement.where(products.c.version == expected_version)
         async with transaction(self._sessions) as session:
+            # The deleted event carries the product's last state: read it under the same lock.
+            row = None
+            if self._outbox is not None:
+                row = (await session.execute(select(products).where(products.c.id == product_id))).mappings().first()
             result = await session.execute(statement)
+            if result.rowcount == 1 and row is not None:  # type: ignore[attr-defined]
+                await stage(self._outbox, session, "deleted", _product(row))
         return result.rowcount == 1  # type: ignore[attr-defined]
 
 

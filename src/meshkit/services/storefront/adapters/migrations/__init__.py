@@ -1,0 +1,3 @@
+"""The storefront's schema migrations (Alembic), applied by the service on start."""
+
+VERSION_TABLE = "alembic_version_storefront"
