@@ -85,6 +85,7 @@ class Service:
             access_log=settings.access_log,
             request_metrics=settings.request_metrics,
             max_concurrency=settings.max_concurrency,
+            max_body_bytes=settings.max_body_bytes,
         )
         self.app, self.gate = build_stack(self._inner, metrics=self.metrics, options=options, service=self.name)
         self._startup: list[Hook] = []

@@ -73,6 +73,8 @@ class ServiceSettings(BaseSettings):
     request_metrics: bool = True
     #: Requests handled at once; over it a request gets 503 at once (load shedding). 0 = no cap.
     max_concurrency: int = 0
+    #: Largest request body accepted (413 above it, before it is read). 0 = no limit.
+    max_body_bytes: int = 10 * 1024 * 1024
     #: Seconds each readiness check of ``/readyz`` may take.
     check_timeout: float = 2.0
     #: The embedded HTTP server: ``granian`` or ``uvicorn`` (see meshkit.basis.server).

@@ -2,13 +2,14 @@
 
 Outermost first::
 
-    errors → context → access log → metrics → drain gate → concurrency cap → handler
+    errors → context → access log → metrics → drain gate → body limit → concurrency cap → handler
 
 - errors (always): any exception becomes the JSON error shape; never a traceback.
 - context (always): request id, traceparent, deadline, identity bound for the request.
 - access log (``settings.access_log``): one JSON line per request.
 - metrics (``settings.request_metrics``): Prometheus request count / in-flight / duration.
 - drain gate (always): in-flight count; refuses new requests during graceful stop.
+- body limit (``settings.max_body_bytes`` > 0): 413 for a body over the limit, before it is read.
 - concurrency cap (``settings.max_concurrency`` > 0): sheds load beyond the cap.
 
 Errors and context are the platform's contract (JSON errors, ids on every hop), so
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from meshkit.basis.metrics import ServiceMetrics
 from meshkit.basis.middleware.access import AccessLogMiddleware
 from meshkit.basis.middleware.asgi import CONTEXT_KEY, ASGIApp
+from meshkit.basis.middleware.body_limit import BodyLimit
 from meshkit.basis.middleware.concurrency import ConcurrencyLimit
 from meshkit.basis.middleware.context import ContextMiddleware, context_from_scope
 from meshkit.basis.middleware.errors import ErrorMiddleware, send_error, status_of, translate
@@ -37,6 +39,7 @@ class StackOptions:
     access_log: bool = True
     request_metrics: bool = True
     max_concurrency: int = 0
+    max_body_bytes: int = 0
 
 
 def build_stack(
@@ -47,6 +50,8 @@ def build_stack(
     # Built inside out: the last wrapped is the outermost.
     if options.max_concurrency > 0:
         app = ConcurrencyLimit(app, options.max_concurrency)
+    if options.max_body_bytes > 0:
+        app = BodyLimit(app, options.max_body_bytes)
     gate = DrainGate(app)
     app = gate
     if options.request_metrics:
@@ -61,6 +66,7 @@ def build_stack(
 __all__ = [
     "CONTEXT_KEY",
     "AccessLogMiddleware",
+    "BodyLimit",
     "ConcurrencyLimit",
     "ContextMiddleware",
     "DrainGate",

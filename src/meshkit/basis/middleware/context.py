@@ -5,11 +5,13 @@ Reads ``x-request-id`` (carried when sane, made otherwise), the W3C
 ``x-deadline-ms`` budget and the identity headers the gateway injected, via
 :meth:`RequestContext.from_headers`. The response carries back the request id
 and our ``traceparent``. A request whose budget is already spent is answered
-504 without running the handler: nobody is waiting for the answer.
+504 without running the handler: nobody is waiting for the answer; one whose
+budget runs out while the handler works is cancelled and answered 504 too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from meshkit.basis import context
@@ -71,6 +73,23 @@ class ContextMiddleware:
 
         token = context.bind(ctx)
         try:
-            await self.app(scope, receive, send_with_ids)
+            if ctx.deadline is None:
+                await self.app(scope, receive, send_with_ids)
+            else:
+                await self._within_deadline(ctx, scope, receive, send_with_ids)
         finally:
             context.reset(token)
+
+    async def _within_deadline(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:
+        # Work past the caller's deadline is wasted: the caller has given up. Cancel it.
+        budget = asyncio.timeout(ctx.deadline - time.monotonic())
+        try:
+            async with budget:
+                await self.app(scope, receive, send)
+        except TimeoutError:
+            if not budget.expired() or STATUS_KEY in scope:
+                raise  # the handler's own timeout, or an answer already under way
+            raise GatewayTimeout(
+                "the caller's deadline (x-deadline-ms) passed while the request was handled",
+                reason="deadline_exceeded",
+            ) from None
