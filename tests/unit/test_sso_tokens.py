@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -106,7 +107,7 @@ async def test_issue_then_verify_with_every_claim(alg):
 async def test_jwks_has_no_private_parts_and_next_is_published_ahead():
     keys, _, _ = await make()
     doc = keys.jwks()
-    assert [k["kid"] for k in doc["keys"]][0] == keys.current.kid and len(doc["keys"]) == 2
+    assert doc["keys"][0]["kid"] == keys.current.kid and len(doc["keys"]) == 2
     for k in doc["keys"]:
         assert "d" not in k and k["use"] == "sig"
 
@@ -142,7 +143,7 @@ async def test_emergency_rotation_retires_current_and_pending_keys():
 async def test_scheduled_rotation():
     keys, _, _ = await make(interval=0.01)
     before = keys.current.kid
-    time.sleep(0.02)
+    await asyncio.sleep(0.02)
     assert await keys.rotate_if_due()
     assert keys.current.kid != before
 
