@@ -229,6 +229,16 @@ class Bus:
             raise Unavailable(f"JetStream did not acknowledge event {env.id} in time; publish again "
                               "(the event id makes it a no-op if it was stored)", reason="bus_timeout") from exc
 
+    def asyncapi(self, version: str, *, description: str = "") -> dict[str, Any]:
+        """The AsyncAPI document of what this bus publishes and consumes (declared event classes)."""
+        from meshkit.basis.bus.asyncapi import document
+        from meshkit.basis.bus.envelope import _TYPES
+
+        consumes = [(s.pattern, [c for name, c in _TYPES.items() if subject_matches(s.pattern, name)])
+                    for s in self.specs]
+        return document(self.source, version, publishes=self.published.values(), consumes=consumes,
+                        description=description)
+
     # -- replay and dead letters ----------------------------------------------------------
 
     async def replay(self, pattern: str, fn: Handler, *, start: Start = "all", batch: int = 256) -> int:

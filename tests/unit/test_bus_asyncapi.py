@@ -1,0 +1,52 @@
+"""AsyncAPI: the catalog's committed document does not drift; a bus describes what it publishes and consumes."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import orjson
+
+from meshkit.basis.bus import Bus, Envelope, Event
+from meshkit.services.catalog import asyncapi as catalog_asyncapi
+
+
+class Shipped(Event):
+    """An order left the warehouse."""
+
+    type_name: ClassVar[str] = "shipping.order.shipped"
+    order_id: str
+
+
+def test_catalog_asyncapi_json_is_up_to_date():
+    committed = catalog_asyncapi.sdk_path().read_bytes()
+    assert committed == catalog_asyncapi.render(), (
+        "catalog_sdk/asyncapi.json is stale: run `python -m meshkit.services.catalog.asyncapi --write`"
+    )
+
+
+def test_catalog_document_lists_the_three_product_events():
+    doc = catalog_asyncapi.document()
+    assert doc["asyncapi"] == "3.0.0"
+    assert sorted(doc["channels"]) == ["catalog.product.created", "catalog.product.deleted", "catalog.product.updated"]
+    assert all(op["action"] == "send" for op in doc["operations"].values())
+    payload = doc["components"]["messages"]["ProductUpdated"]["payload"]
+    assert payload["properties"]["type"] == {"const": "catalog.product.updated"}
+    assert payload["properties"]["data"] == {"$ref": "#/components/schemas/ProductUpdated"}
+    assert {"product", "version"} <= set(doc["components"]["schemas"]["ProductUpdated"]["properties"])
+
+
+def test_bus_document_has_published_and_consumed_events():
+    bus = Bus("nats://127.0.0.1:1", source="shipping")
+    bus.publishes(Shipped)
+
+    @bus.handler("catalog.product.*", durable="shipping-products")
+    async def on_product(event: Envelope):
+        return None
+
+    doc = bus.asyncapi("2.0.0")
+    orjson.dumps(doc)  # JSON-ready
+    ops = doc["operations"]
+    assert ops["publish.shipping.order.shipped"]["action"] == "send"
+    assert ops["consume.catalog.product.created"]["action"] == "receive"
+    assert "catalog.product.created" in doc["channels"] and "shipping.order.shipped" in doc["channels"]
+    assert doc["components"]["messages"]["Shipped"]["summary"] == "An order left the warehouse."
