@@ -142,10 +142,10 @@ def checkout_saga(p: Participants, *, timeout: float = 2.0, retries: int = 3) ->
     ])
 
 
-async def prepare(saga_engine: AsyncEngine, participants: Participants) -> None:
+async def prepare(saga_engine: AsyncEngine, participants: Participants, *, prefix: str = PREFIX) -> None:
     """Create the saga tables (a service would use :mod:`.migration`) and the participants' tables."""
     async with saga_engine.begin() as conn:
-        await conn.run_sync(saga_tables(PREFIX).metadata.create_all)
+        await conn.run_sync(saga_tables(prefix).metadata.create_all)
     await participants.setup()
 
 
@@ -165,7 +165,7 @@ async def _child(args: argparse.Namespace) -> int:
     part_engine = create_engine(args.participants) if args.participants != args.db else saga_engine
     participants = Participants(part_engine)
     orchestrator = SagaOrchestrator(
-        saga_engine, prefix=PREFIX, sagas=[checkout_saga(participants, timeout=args.timeout)], owner=args.owner,
+        saga_engine, prefix=args.prefix, sagas=[checkout_saga(participants, timeout=args.timeout)], owner=args.owner,
         lease_ttl=args.lease_ttl, probe=crash_probe(args.crash) if args.crash else None,
     )
     try:
@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m meshkit.basis.saga.demo")
     parser.add_argument("--db", help="saga database URL")
     parser.add_argument("--participants", help="participants' SQLite URL (default: --db)")
+    parser.add_argument("--prefix", default=PREFIX, help="saga table prefix")
     parser.add_argument("--saga-id", help="drive this saga (default: resume every unfinished one)")
     parser.add_argument("--owner", default=None)
     parser.add_argument("--crash", help="SIGKILL this process at <point>:<step>, e.g. after_action:charge")
