@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--system", metavar="FILE",
                      help="system file to look the name up in (default: $MESHKIT_SYSTEM or the built-in one)")
 
+    from meshkit.cli import dlq_cmd
+
+    dlq_cmd.add_parser(sub, _Formatter)
     sub.add_parser("version", help="print the meshkit and Python versions",
                    description="Print the meshkit version and the Python that runs it.",
                    epilog="example:\n  meshkit version", formatter_class=_Formatter)
@@ -186,6 +189,11 @@ def run(argv: list[str]) -> int:
             return services_cmd.command(nats_url(), as_json=args.json, watch=args.watch)
         except KeyboardInterrupt:
             return 0
+    if args.command == "dlq":
+        from meshkit.cli import dlq_cmd
+        from meshkit.cli.probe import nats_url
+
+        return dlq_cmd.command(args, nats_url())
     if args.command == "run":
         from meshkit.cli import run_cmd
 
