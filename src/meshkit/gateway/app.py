@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from pathlib import Path
 
-from meshkit.basis.errors import ConfigError
+from meshkit.basis.errors import ConfigError, Unavailable
 from meshkit.basis.http import HttpTransport
 from meshkit.basis.instance import Instance
 from meshkit.gateway.accesslog import AccessLog
@@ -25,12 +26,15 @@ from meshkit.gateway.forward import Forwarder
 from meshkit.gateway.loader import default_routes_path, load_routes
 from meshkit.gateway.metrics import GatewayMetrics
 from meshkit.gateway.proxy import Proxy
-from meshkit.gateway.server import Limits, Request, Response, Server, serve
+from meshkit.gateway.server import Limits, Request, Response, Server, error_response, serve
 from meshkit.gateway.settings import GatewaySettings
 from meshkit.gateway.table import RouteTable, compile_table
 from meshkit.gateway.upstream import Pools, PoolSettings
 
 log = logging.getLogger("meshkit.gateway")
+
+#: Seconds the registry gets to answer a readiness probe.
+READY_TIMEOUT = 1.0
 
 
 def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -191,12 +195,41 @@ class Gateway:
         return json_answer({"status": "ok"})
 
     async def _readyz(self, req: Request) -> Response:
-        checks = {"routes": "ok" if self.proxy is not None else "not loaded",
-                  "draining": self.draining}
-        ready = self.proxy is not None and not self.draining
-        if self.reload_error:
-            checks["last_reload"] = self.reload_error
-        return json_answer({"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503)
+        """200 when routes are loaded and the registry answers; else 503 naming what failed."""
+        if self.draining:
+            return error_response(Unavailable("the gateway is shutting down", reason="shutting_down"))
+        routes: dict = {"ok": self.proxy is not None}
+        if self.proxy is None:
+            routes["error"] = "routes not loaded yet (starting)"
+        if self.reload_error:  # the previous table still serves: say so, but stay ready
+            routes["last_reload_error"] = self.reload_error
+        checks = {"routes": routes}
+        if self.registry is not None:
+            checks["registry"] = await self._check_registry()
+        failed = [name for name, check in checks.items() if not check["ok"]]
+        if failed:
+            return error_response(Unavailable(f"not ready: {', '.join(failed)} failed; see details.checks",
+                                              reason="not_ready", details={"failed": failed, "checks": checks}))
+        return json_answer({"status": "ready", "checks": checks})
+
+    async def _check_registry(self) -> dict:
+        # One round trip: without the registry the gateway routes on what it last saw,
+        # new instances stay unknown and its own heartbeats fail, so it is not ready.
+        start = time.perf_counter()
+        error = None
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                live = await self.registry.list(self.settings.name)
+            if self.registration is not None and not any(i.instance_id == self.settings.instance_id for i in live):
+                error = "this gateway is missing from the registry (heartbeats failing?)"
+        except TimeoutError:
+            error = f"the registry did not answer within {READY_TIMEOUT:g}s: is NATS up (MESHKIT_NATS_URL)?"
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"[:300]
+        out: dict = {"ok": error is None, "duration_ms": round((time.perf_counter() - start) * 1000.0, 3)}
+        if error is not None:
+            out["error"] = error
+        return out
 
     async def _metrics(self, req: Request) -> Response:
         m = self.metrics
