@@ -78,6 +78,7 @@ class KeyRing:
                                                                   {"alg": self.alg, "next": nxt.kid}))
             keys = await self._store.all()
         self._install(keys)
+        self.signing_key()  # unseal now: a wrong key-encryption key fails the start, not the first login
 
     def _new(self, state: str, now: datetime) -> SigningKey:
         private, jwk = generate(self.alg)

@@ -1,0 +1,386 @@
+"""The SSO as a running service on SQLite and PostgreSQL, with a real NATS for revocations.
+
+One SSO per backend for the module (cheap argon2 parameters; the real ones are
+tested once in tests/unit/test_sso_hashing.py). Tests use their own e-mail
+addresses and client addresses (``X-Forwarded-For``, one trusted proxy), so the
+throttling of one test never touches another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+import uuid
+
+import httpx
+import nats
+import orjson
+import pytest
+
+from meshkit.basis.testing import running
+from meshkit.sso.main import build
+from meshkit.sso.settings import SsoSettings
+
+PASSWORD = "tram-violet-ankle-93"
+KEK = base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def settings_for(url: str, nats_url: str, tmp, **extra) -> SsoSettings:
+    values = dict(
+        database_url=url, nats_url=nats_url, registry_url=f"memory://sso-{uuid.uuid4().hex[:6]}", data_dir=tmp,
+        argon2_time_cost=1, argon2_memory_kib=256, key_encryption_key=KEK, admin_password="admin-password-for-tests",
+        access_log=False, throttle_base_delay=0.3, throttle_max_delay=2.0, account_free_failures=3,
+        account_lockout_after=6, ip_free_failures=8, ip_lockout_after=40, lockout_seconds=30,
+    )
+    values.update(extra)
+    return SsoSettings(**values)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def database_url(request, tmp_path_factory):
+    """A SQLite file, or the session's fresh PostgreSQL database (its tables are all sso_*)."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sso-sqlite') / 'sso.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="module")
+async def sso(database_url, tmp_path_factory, nats_server):
+    tmp = tmp_path_factory.mktemp("sso")
+    url = database_url
+    settings = settings_for(url, nats_server, tmp)
+    async with running(build(settings)) as svc:
+        client = httpx.AsyncClient(base_url=svc.url, timeout=10)
+        svc.state["url"], svc.state["settings"] = url, settings
+        yield svc, client
+        await client.aclose()
+
+
+def ip() -> dict[str, str]:
+    """A client address of its own for one test (the gateway appends the real one last)."""
+    return {"x-forwarded-for": f"10.{os.urandom(1)[0]}.{os.urandom(1)[0]}.{os.urandom(1)[0]}"}
+
+
+def email() -> str:
+    return f"user-{uuid.uuid4().hex[:10]}@Example.com"
+
+
+def bearer(pair: dict) -> dict[str, str]:
+    return {"authorization": f"Bearer {pair['access_token']}"}
+
+
+async def signup_login(c: httpx.AsyncClient, address: str | None = None, headers=None) -> tuple[str, dict]:
+    address = address or email()
+    assert (await c.post("/v1/signup", json={"email": address, "password": PASSWORD})).status_code == 202
+    r = await c.post("/v1/login", json={"email": address.upper(), "password": PASSWORD}, headers=headers or ip())
+    assert r.status_code == 200, r.text
+    return address, r.json()
+
+
+async def admin(c: httpx.AsyncClient) -> dict[str, str]:
+    r = await c.post("/v1/login", json={"email": "admin@meshkit.local", "password": "admin-password-for-tests"},
+                     headers=ip())
+    assert r.status_code == 200, r.text
+    return bearer(r.json())
+
+
+class Revocations:
+    """Listens on sso.revoked like a gateway would."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}
+
+    async def __aenter__(self):
+        self.nc = await nats.connect(self.url)
+        await self.nc.subscribe("sso.revoked", cb=self._on)
+        await self.nc.flush()
+        return self
+
+    async def _on(self, msg) -> None:
+        doc = orjson.loads(msg.data)
+        self.seen[doc["jti"]] = doc["exp"]
+
+    async def __aexit__(self, *exc):
+        await self.nc.close()
+
+    async def wait_for(self, jti: str, timeout: float = 1.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while jti not in self.seen and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return jti in self.seen
+
+
+def jti_of(token: str) -> str:
+    payload = token.split(".")[1]
+    return orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"]
+
+
+async def test_signup_login_userinfo_and_the_same_answer_for_a_taken_address(sso):
+    _, c = sso
+    address, pair = await signup_login(c)
+    assert set(pair) == {"access_token", "refresh_token", "token_type", "expires_in"} and pair["expires_in"] > 800
+    info = (await c.get("/v1/userinfo", headers=bearer(pair))).json()
+    assert info["email"] == address.lower() and info["client_kind"] == "user"
+    again = await c.post("/v1/signup", json={"email": address.lower(), "password": "another-passphrase-7"})
+    fresh = await c.post("/v1/signup", json={"email": email(), "password": "another-passphrase-7"})
+    assert (again.status_code, again.content) == (fresh.status_code, fresh.content) == (202, fresh.content)
+    # The old password still works: a second sign-up changed nothing.
+    assert (await c.post("/v1/login", json={"email": address, "password": PASSWORD}, headers=ip())).status_code == 200
+
+
+async def test_signup_validates_and_explains(sso):
+    _, c = sso
+    r = await c.post("/v1/signup", json={"email": email(), "password": "Password2024!"})
+    assert r.status_code == 422 and r.json()["error"]["reason"] == "weak_password"
+    assert r.json()["error"]["details"][0]["loc"] == "password"
+    r = await c.post("/v1/signup", json={"email": "nope", "password": PASSWORD})
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["loc"] == "email"
+    assert (await c.post("/v1/signup", content=b"{not json")).status_code == 400
+
+
+async def test_login_failures_do_not_reveal_accounts(sso):
+    _, c = sso
+    address, _ = await signup_login(c)
+    headers = ip()
+    unknown = await c.post("/v1/login", json={"email": email(), "password": PASSWORD}, headers=headers)
+    wrong = await c.post("/v1/login", json={"email": address, "password": PASSWORD + "x"}, headers=headers)
+    assert unknown.status_code == wrong.status_code == 401
+    assert unknown.json() == wrong.json() == {"error": {"reason": "invalid_credentials",
+                                                        "message": "the e-mail address or the password is wrong"}}
+
+
+async def test_unknown_and_known_accounts_cost_the_same_hash(sso, tmp_path):
+    """Both paths run exactly one argon2 verification, with the same parameters (so similar timing)."""
+    svc, c = sso
+    hasher = svc.state["hasher"]
+    calls = []
+    original = hasher.verify
+
+    async def counting(encoded, password):
+        calls.append(encoded.split("$")[3])  # the parameter field, e.g. m=256,t=1,p=1
+        return await original(encoded, password)
+
+    hasher.verify = counting
+    try:
+        address, _ = await signup_login(c)
+        calls.clear()
+        await c.post("/v1/login", json={"email": email(), "password": PASSWORD}, headers=ip())
+        await c.post("/v1/login", json={"email": address, "password": "wrong-password-123"}, headers=ip())
+    finally:
+        hasher.verify = original
+    assert len(calls) == 2 and calls[0] == calls[1]
+
+
+async def test_brute_force_is_throttled_per_account_then_locked(sso):
+    _, c = sso
+    address, _ = await signup_login(c)
+    statuses = []
+    for _ in range(5):
+        r = await c.post("/v1/login", json={"email": address, "password": "guess-guess-guess"}, headers=ip())
+        statuses.append(r.status_code)
+    assert statuses == [401, 401, 401, 401, 429]  # three free failures, then a delay (from any address)
+    assert r.json()["error"]["reason"] == "login_throttled" and int(r.headers["retry-after"]) >= 1
+    for _ in range(3):  # wait out each growing delay and fail again: the sixth failure locks
+        await asyncio.sleep(float(r.json()["error"]["details"]["retry_after"]))
+        r = await c.post("/v1/login", json={"email": address, "password": "guess-guess-guess"}, headers=ip())
+        r = await c.post("/v1/login", json={"email": address, "password": "guess-guess-guess"}, headers=ip())
+        if r.status_code == 429 and int(r.headers["retry-after"]) > 5:
+            break
+    locked = await c.post("/v1/login", json={"email": address, "password": PASSWORD}, headers=ip())
+    assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 5  # even the right password
+
+
+async def test_brute_force_is_throttled_per_address_and_for_unknown_accounts_alike(sso):
+    _, c = sso
+    headers = ip()
+    statuses = [(await c.post("/v1/login", json={"email": email(), "password": "x" * 12}, headers=headers)).status_code
+                for _ in range(10)]
+    assert statuses[:9] == [401] * 9 and statuses[9] == 429  # spraying many accounts from one address
+    other = await c.post("/v1/login", json={"email": email(), "password": "x" * 12}, headers=ip())
+    assert other.status_code == 401  # other clients are not affected
+
+
+async def test_refresh_rotates_and_reuse_ends_the_session_on_the_bus(sso, nats_server):
+    _, c = sso
+    _, first = await signup_login(c)
+    Revocations.url = nats_server
+    async with Revocations() as bus:
+        second = (await c.post("/v1/refresh", json={"refresh_token": first["refresh_token"]})).json()
+        assert second["refresh_token"] != first["refresh_token"]
+        reuse = await c.post("/v1/refresh", json={"refresh_token": first["refresh_token"]})
+        assert reuse.status_code == 401 and reuse.json()["error"]["reason"] == "invalid_grant"
+        assert await bus.wait_for(jti_of(second["access_token"]))
+        assert await bus.wait_for(jti_of(first["access_token"]))
+    assert (await c.get("/v1/userinfo", headers=bearer(second))).status_code == 401
+    assert (await c.post("/v1/refresh", json={"refresh_token": second["refresh_token"]})).status_code == 401
+
+
+async def test_logout_revokes_access_and_refresh(sso, nats_server):
+    _, c = sso
+    _, pair = await signup_login(c)
+    Revocations.url = nats_server
+    async with Revocations() as bus:
+        r = await c.post("/v1/logout", json={"refresh_token": pair["refresh_token"]}, headers=bearer(pair))
+        assert r.status_code == 204
+        assert await bus.wait_for(jti_of(pair["access_token"]))
+    assert (await c.get("/v1/userinfo", headers=bearer(pair))).status_code == 401
+    assert (await c.post("/v1/refresh", json={"refresh_token": pair["refresh_token"]})).status_code == 401
+
+
+async def test_change_password_ends_other_sessions_only(sso):
+    _, c = sso
+    address, mine = await signup_login(c)
+    other = (await c.post("/v1/login", json={"email": address, "password": PASSWORD}, headers=ip())).json()
+    weak = await c.post("/v1/password", json={"current_password": PASSWORD, "new_password": "password12345"},
+                        headers={**bearer(mine), **ip()})
+    assert weak.status_code == 422
+    r = await c.post("/v1/password", json={"current_password": PASSWORD, "new_password": "new-tram-ankle-94"},
+                     headers={**bearer(mine), **ip()})
+    assert r.status_code == 200 and r.json()["other_sessions_ended"] == 1
+    assert (await c.get("/v1/userinfo", headers=bearer(mine))).status_code == 200
+    assert (await c.get("/v1/userinfo", headers=bearer(other))).status_code == 401
+    assert (await c.post("/v1/refresh", json={"refresh_token": other["refresh_token"]})).status_code == 401
+    old = await c.post("/v1/login", json={"email": address, "password": PASSWORD}, headers=ip())
+    assert old.status_code == 401
+    assert (await c.post("/v1/login", json={"email": address, "password": "new-tram-ankle-94"},
+                         headers=ip())).status_code == 200
+
+
+async def test_admin_api_rbac_abac_and_audit(sso):
+    _svc, c = sso
+    _address, user = await signup_login(c)
+    me = (await c.get("/v1/userinfo", headers=bearer(user))).json()["sub"]
+    assert (await c.get("/v1/admin/roles")).status_code == 401
+    denied = await c.get("/v1/admin/roles", headers=bearer(user))
+    assert denied.status_code == 403 and denied.json()["error"]["details"] == {"missing_permissions": ["sso:admin"]}
+    a = await admin(c)
+    tag = uuid.uuid4().hex[:6]
+    for perm in (f"orders{tag}:read", f"orders{tag}:cancel"):
+        assert (await c.post("/v1/admin/permissions", json={"name": perm}, headers=a)).status_code == 201
+    role = f"customer-{tag}"
+    assert (await c.post("/v1/admin/roles", json={"name": role}, headers=a)).status_code == 201
+    g = await c.post(f"/v1/admin/roles/{role}/grants", json={"permission": f"orders{tag}:read"}, headers=a)
+    assert g.status_code == 201
+    g = await c.post(f"/v1/admin/roles/{role}/grants", headers=a,
+                     json={"permission": f"orders{tag}:cancel", "condition": "resource.owner == subject.id"})
+    assert g.status_code == 201
+    bad = await c.post(f"/v1/admin/roles/{role}/grants", headers=a,
+                       json={"permission": f"orders{tag}:cancel", "condition": "__import__('os')"})
+    assert bad.status_code == 422 and bad.json()["error"]["details"][0]["loc"] == "condition"
+    unknown = await c.post(f"/v1/admin/roles/{role}/grants", json={"permission": "nope:read"}, headers=a)
+    assert unknown.status_code == 422
+    assert (await c.put(f"/v1/admin/subjects/{me}/roles/{role}", headers=a)).json()["roles"] == [role]
+    assert (await c.put("/v1/admin/subjects/usr_nobody/roles/admin", headers=a)).status_code == 404
+    # A new token carries the unconditional permission only; the condition is the engine's.
+    fresh = (await c.post("/v1/refresh", json={"refresh_token": user["refresh_token"]})).json()
+    assert (await c.get("/v1/userinfo", headers=bearer(fresh))).json()["permissions"] == [f"orders{tag}:read"]
+    ask = lambda perm, res: c.post("/v1/authorize", headers=bearer(fresh),  # noqa: E731
+                                   json={"permission": perm, "resource": res})
+    assert (await ask(f"orders{tag}:cancel", {"owner": me})).json()["allowed"] is True
+    no = (await ask(f"orders{tag}:cancel", {"owner": "someone-else"})).json()
+    assert no["allowed"] is False and no["reason"] == "condition_failed" and "resource.owner" in no["explanation"]
+    assert (await ask(f"orders{tag}:refund", {})).json()["reason"] == "missing_permission"
+    other = await c.post("/v1/authorize", headers=bearer(fresh), json={"permission": "x:y", "subject": "usr_x"})
+    assert other.status_code == 403
+    policy = (await c.get("/v1/policy", headers=bearer(fresh))).json()
+    assert any(g["condition"] == "resource.owner == subject.id" for g in policy["roles"][role])
+    audit = (await c.get("/v1/admin/audit?limit=200", headers=a)).json()["items"]
+    actions = {(e["action"], e["target"]) for e in audit}
+    assert ("role.created", role) in actions and ("role.assigned", me) in actions
+    assert all(e["actor"] and e["at"] for e in audit)
+    assert all("password" not in orjson.dumps(e["details"]).decode() for e in audit)
+
+
+async def test_disabling_a_user_ends_sessions_and_login(sso):
+    _, c = sso
+    address, user = await signup_login(c)
+    me = (await c.get("/v1/userinfo", headers=bearer(user))).json()["sub"]
+    a = await admin(c)
+    assert (await c.post(f"/v1/admin/users/{me}/disable", headers=a)).json()["disabled"] is True
+    assert (await c.get("/v1/userinfo", headers=bearer(user))).status_code == 401
+    r = await c.post("/v1/login", json={"email": address, "password": PASSWORD}, headers=ip())
+    assert r.status_code == 401 and r.json()["error"]["reason"] == "invalid_credentials"
+    assert (await c.post(f"/v1/admin/users/{me}/enable", headers=a)).json()["disabled"] is False
+
+
+async def test_service_accounts_and_api_keys(sso):
+    _, c = sso
+    a = await admin(c)
+    tag = uuid.uuid4().hex[:6]
+    await c.post("/v1/admin/permissions", json={"name": f"stock{tag}:read"}, headers=a)
+    await c.post("/v1/admin/permissions", json={"name": f"stock{tag}:write"}, headers=a)
+    await c.post("/v1/admin/roles", json={"name": f"robot-{tag}"}, headers=a)
+    for p in ("read", "write"):
+        await c.post(f"/v1/admin/roles/robot-{tag}/grants", json={"permission": f"stock{tag}:{p}"}, headers=a)
+    sa = (await c.post("/v1/admin/service-accounts", json={"name": f"robot-{tag}", "roles": [f"robot-{tag}"]},
+                       headers=a)).json()
+    creds = {"grant_type": "client_credentials", "client_id": sa["client_id"], "client_secret": sa["client_secret"]}
+    tok = await c.post("/oauth/token", data={**creds, "scope": f"stock{tag}:read"})
+    assert tok.status_code == 200 and tok.json()["scope"] == f"stock{tag}:read" and "refresh_token" not in tok.json()
+    info = (await c.get("/v1/userinfo", headers=bearer(tok.json()))).json()
+    assert info["client_kind"] == "service" and info["permissions"] == [f"stock{tag}:read"]
+    basic = base64.b64encode(f"{sa['client_id']}:{sa['client_secret']}".encode()).decode()
+    r = await c.post("/oauth/token", data={"grant_type": "client_credentials"}, headers={"authorization": f"Basic {basic}"})
+    assert sorted(r.json()["scope"].split()) == [f"stock{tag}:read", f"stock{tag}:write"]
+    assert (await c.post("/oauth/token", data={**creds, "client_secret": "wrong"})).status_code == 401
+    assert (await c.post("/oauth/token", data={**creds, "scope": "sso:admin"})).status_code == 403
+    assert (await c.post("/oauth/token", data={"grant_type": "password"})).status_code == 400
+    assert "client_secret" not in orjson.dumps((await c.get("/v1/admin/service-accounts", headers=a)).json()).decode()
+
+    made = (await c.post("/v1/admin/api-keys", headers=a,
+                         json={"name": "partner", "subject": sa["id"], "scopes": [f"stock{tag}:read"]})).json()
+    key = made["key"]
+    assert key.startswith("mk_") and "key" not in (await c.get("/v1/admin/api-keys", headers=a)).json()["items"][-1]
+    seen = (await c.post("/v1/apikeys/introspect", json={"key": key})).json()
+    assert seen["active"] and seen["subject"] == sa["id"] and seen["permissions"] == [f"stock{tag}:read"]
+    assert (await c.post("/v1/apikeys/introspect", json={"key": key + "x"})).json() == {"active": False}
+    assert (await c.delete(f"/v1/admin/api-keys/{made['id']}", headers=a)).status_code == 204
+    assert (await c.post("/v1/apikeys/introspect", json={"key": key})).json() == {"active": False}
+    short = (await c.post("/v1/admin/api-keys", headers=a,
+                          json={"name": "short", "subject": sa["id"], "scopes": [], "expires_in": 0.3})).json()
+    await asyncio.sleep(0.4)
+    assert (await c.post("/v1/apikeys/introspect", json={"key": short["key"]})).json() == {"active": False}
+
+
+async def test_discovery_documents(sso):
+    svc, c = sso
+    conf = (await c.get("/.well-known/openid-configuration")).json()
+    assert conf["issuer"] == svc.state["settings"].issuer and conf["jwks_uri"].endswith("/.well-known/jwks.json")
+    assert conf["id_token_signing_alg_values_supported"] == ["EdDSA"]
+    jwks = (await c.get("/.well-known/jwks.json")).json()
+    assert len(jwks["keys"]) >= 2 and all("d" not in k for k in jwks["keys"])
+
+
+async def test_keys_rotate_on_demand_persist_sealed_and_serve_a_second_instance(sso, nats_server, tmp_path):
+    svc, c = sso
+    a = await admin(c)
+    _, pair = await signup_login(c)
+    before = (await c.get("/.well-known/jwks.json")).json()["keys"]
+    rotated = (await c.post("/v1/admin/keys/rotate", headers=a)).json()
+    assert rotated["current"] == before[1]["kid"]  # the published next key took over
+    after = [k["kid"] for k in (await c.get("/.well-known/jwks.json")).json()["keys"]]
+    assert after[0] == rotated["current"] and before[0]["kid"] in after and len(after) == 3
+    assert (await c.get("/v1/userinfo", headers=bearer(pair))).status_code == 200  # token in flight still valid
+    # Private keys are sealed at rest: the raw Ed25519 seed of the current key is not in the database.
+    seed = svc.state["keys"].signing_key()[2].private_bytes_raw()
+    from sqlalchemy import text
+
+    async with svc.state["engine"].connect() as conn:
+        blobs = [bytes(r[0]) for r in await conn.execute(text("SELECT sealed_private FROM sso_signing_keys"))]
+    assert blobs and all(seed not in b for b in blobs)
+    # A second instance on the same database (or this one after a restart) has the same keys and sessions.
+    settings = settings_for(svc.state["url"], nats_server, tmp_path)
+    async with running(build(settings)) as second:
+        async with httpx.AsyncClient(base_url=second.url) as c2:
+            assert (await c2.get("/v1/userinfo", headers=bearer(pair))).status_code == 200
+            assert [k["kid"] for k in (await c2.get("/.well-known/jwks.json")).json()["keys"]] == after
+            assert (await c2.post("/v1/refresh", json={"refresh_token": pair["refresh_token"]})).status_code == 200
+    # With another key-encryption key the keys cannot be opened: the start fails, saying why.
+    wrong = settings_for(svc.state["url"], nats_server, tmp_path,
+                         key_encryption_key=base64.urlsafe_b64encode(os.urandom(32)).decode())
+    from meshkit.basis.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="SSO_KEY_ENCRYPTION_KEY"):
+        await build(wrong).start()
