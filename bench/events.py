@@ -1,0 +1,196 @@
+"""Events end to end: raw nats-py JetStream vs meshkit's outbox → relay → consumer with inbox.
+
+- raw: ``js.publish`` (awaiting each ack) from a producer task, a durable pull
+  consumer fetching batches and acking each message.
+- meshkit: the producer commits one event per database transaction through
+  ``Outbox.add``; the relay (woken on commit) publishes with dedup ids and
+  marks rows sent; a bus handler wrapped in ``Inbox.handler`` records the event
+  id and an effect row in one transaction, then acks.
+
+Latency is from the producer taking the event (before publish / before the
+transaction) to the consumer having applied it (ack sent / inbox committed).
+Run: ``python -m bench.events [N]`` (default 2000 events per case; < 60 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import ClassVar
+
+PG_DSN = os.environ.get("MESHKIT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _pg_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+async def _raw(url: str, n: int) -> tuple[float, list[float]]:
+    import nats
+    import orjson
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await js.add_stream(name="BENCHRAW", subjects=["benchraw.>"])
+    sub = await js.pull_subscribe("benchraw.e", durable="raw", stream="BENCHRAW")
+    lat: list[float] = []
+    done = asyncio.Event()
+
+    async def consume() -> None:
+        while len(lat) < n:
+            try:
+                msgs = await sub.fetch(256, timeout=1.0)
+            except Exception:
+                continue
+            for m in msgs:
+                sent = orjson.loads(m.data)["t"]
+                await m.ack()
+                lat.append(time.perf_counter() - sent)
+        done.set()
+
+    task = asyncio.create_task(consume())
+    start = time.perf_counter()
+    for i in range(n):
+        await js.publish("benchraw.e", orjson.dumps({"i": i, "t": time.perf_counter()}), headers={"Nats-Msg-Id": f"r{i}"})
+    await asyncio.wait_for(done.wait(), 60)
+    elapsed = time.perf_counter() - start
+    await task
+    await nc.close()
+    return elapsed, lat
+
+
+async def _meshkit(url: str, db_url: str, n: int) -> tuple[float, list[float]]:
+    from sqlalchemy import Column, Integer, MetaData, String, Table, insert
+
+    from meshkit.basis.bus import Bus, Envelope, Event
+    from meshkit.basis.inbox import Inbox
+    from meshkit.basis.outbox import Outbox, Relay
+    from meshkit.basis.outbox.testing import create_tables
+    from meshkit.basis.storage import session_factory, transaction
+    from meshkit.basis.storage.testing import scratch_engine
+
+    class Timed(Event):
+        type_name: ClassVar[str] = "benchmk.event.timed"
+        i: int
+        t: float
+
+    md = MetaData()
+    effects = Table("bench_effects", md, Column("id", Integer, primary_key=True), Column("event_id", String(64)))
+    async with scratch_engine(db_url) as engine:
+        await create_tables(engine, "bench", extra=md)
+        sessions = session_factory(engine)
+        outbox = Outbox("bench", source="bench")
+        bus = Bus(url, source="bench")
+        relay = Relay(outbox, sessions, bus, holder="bench", poll=0.05)
+        inbox = Inbox(sessions, prefix="bench", consumer="bench")
+        lat: list[float] = []
+        done = asyncio.Event()
+
+        @inbox.handler
+        async def apply(event: Envelope, session) -> None:
+            await session.execute(insert(effects).values(event_id=event.id))
+
+        async def handle(event: Envelope):
+            outcome = await apply(event)  # committed here
+            lat.append(time.perf_counter() - event.data.t)
+            if len(lat) >= n:
+                done.set()
+            return outcome
+
+        bus.subscribe("benchmk.event.timed", handle, durable="bench", concurrency=8, batch=256)
+        await bus.start()
+        await relay.start()
+        start = time.perf_counter()
+        for i in range(n):
+            async with transaction(sessions) as session:
+                await outbox.add(session, Timed(i=i, t=time.perf_counter()), aggregate_id=f"a{i % 16}")
+        await asyncio.wait_for(done.wait(), 60)
+        elapsed = time.perf_counter() - start
+        await relay.stop()
+        await bus.close()
+        return elapsed, lat
+
+
+async def _pg_database() -> tuple[str, str] | None:
+    if not _pg_up():
+        return None
+    import asyncpg
+
+    name = f"meshkit_bench_{os.urandom(4).hex()}"
+    conn = await asyncpg.connect(PG_DSN)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    base = PG_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{name}", name
+
+
+async def _drop(name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_DSN)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.close()
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def _run(n: int) -> list[tuple[str, float, float, float]]:
+    from meshkit.basis.natsd import EmbeddedNats
+
+    tmp = Path(tempfile.mkdtemp(prefix="meshkit-bench-events-"))
+    server = await EmbeddedNats(port=0, data_dir=tmp, log_file=tmp / "nats.log").start()
+    rows = []
+    try:
+        elapsed, lat = await _raw(server.url, n)
+        rows.append(("raw nats-py JetStream", n / elapsed, _pct(lat, 0.5), _pct(lat, 0.99)))
+        elapsed, lat = await _meshkit(server.url, f"sqlite+aiosqlite:///{tmp / 'bench.db'}", n)
+        rows.append(("meshkit outbox+inbox, SQLite", n / elapsed, _pct(lat, 0.5), _pct(lat, 0.99)))
+        pg = await _pg_database()
+        if pg is not None:
+            try:
+                elapsed, lat = await _meshkit(server.url, pg[0], n)
+                rows.append(("meshkit outbox+inbox, PostgreSQL", n / elapsed, _pct(lat, 0.5), _pct(lat, 0.99)))
+            finally:
+                await _drop(pg[1])
+        else:
+            print("(PostgreSQL not reachable on 127.0.0.1:5432: its row is skipped)")
+    finally:
+        await server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    """Run both sides with ``argv[0]`` events each (default 2000) and print the table."""
+    n = int(argv[0]) if argv else 2000
+    started = time.perf_counter()
+    try:
+        import uvloop
+
+        rows = uvloop.run(_run(n))
+    except ImportError:
+        rows = asyncio.run(_run(n))
+    base = rows[0][1]
+    print(f"events end to end, {n:,} per case (one event per producer transaction on the meshkit side)")
+    print(f"{'case':<34} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'× raw':>7}")
+    for name, rate, p50, p99 in rows:
+        print(f"{name:<34} {rate:>10,.0f} {p50:>8.2f} {p99:>8.2f} {rate / base:>6.2f}×")
+    print(f"(ran {time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
