@@ -9,7 +9,7 @@ import pytest
 from meshkit import __version__
 from meshkit.cli.app import build_parser, run
 
-SUBCOMMANDS = ("up", "services", "run", "version")
+SUBCOMMANDS = ("up", "services", "run", "dlq", "version")
 
 
 def help_of(*argv: str, capsys) -> str:
