@@ -324,3 +324,26 @@ async def test_the_service_migration_creates_the_saga_tables(engine, saga_migrat
     assert (await orch.run(await orch.begin("one", {"x": 1}))).status == COMPLETED
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM orders_saga_steps"))).scalar_one() == 4
+
+
+async def test_use_sagas_runs_the_worker_with_the_service(engine, participants, tmp_path):
+    import uuid
+
+    from meshkit.basis.saga import use_sagas
+    from meshkit.basis.service import Service
+    from meshkit.basis.settings import ServiceSettings
+    from meshkit.basis.testing import running
+
+    await prepare(engine, participants, prefix="shopsvc")
+    settings = ServiceSettings(
+        name="shopsvc", instance_id=f"shopsvc-{uuid.uuid4().hex[:6]}",
+        registry_url=f"memory://sagas-{uuid.uuid4().hex[:8]}", drain_timeout=1.0,
+    )
+    service = Service(settings)
+    sagas = use_sagas(service, engine, [checkout_saga(participants)], poll=0.2)
+    assert service.state["sagas"] is sagas and sagas.owner == settings.instance_id
+    async with running(service):
+        ids = [await sagas.begin("checkout", order(decline=i == 1)) for i in range(3)]
+        states = [await sagas.wait(i, timeout=15) for i in ids]
+    assert [s.status for s in states] == [COMPLETED, COMPENSATED, COMPLETED]
+    assert sagas._worker is None  # stopped with the service

@@ -6,7 +6,7 @@ import pytest
 
 from meshkit.basis.errors import BadGateway, ConfigError, Conflict, TooManyRequests, Unprocessable
 from meshkit.basis.saga import PROBE_POINTS, Abort, Saga, Step, StepContext, retryable, saga_tables
-from meshkit.basis.saga.orchestrator import _next_to_undo
+from meshkit.basis.saga.driver import next_to_undo
 
 
 async def act(ctx: StepContext):
@@ -53,10 +53,10 @@ def test_what_is_retried():
 def test_only_started_steps_with_a_compensation_are_undone_last_first():
     saga = Saga("s", [Step("a", act, undo), Step("b", act), Step("c", act, undo), Step("d", act, undo)])
     started = {("a", "action"): 1, ("b", "action"): 1, ("c", "action"): 2}
-    assert _next_to_undo(saga, 3, started) == 2  # d never started
-    assert _next_to_undo(saga, 1, started) == 0  # b has nothing to undo
-    assert _next_to_undo(saga, -1, started) == -1
-    assert _next_to_undo(saga, 99, {}) == -1
+    assert next_to_undo(saga, 3, started) == 2  # d never started
+    assert next_to_undo(saga, 1, started) == 0  # b has nothing to undo
+    assert next_to_undo(saga, -1, started) == -1
+    assert next_to_undo(saga, 99, {}) == -1
 
 
 def test_probe_points_and_tables():

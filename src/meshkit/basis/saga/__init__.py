@@ -2,27 +2,27 @@
 
 ::
 
-    from meshkit.basis.saga import Abort, Saga, SagaOrchestrator, Step
+    from meshkit.basis.saga import Abort, Saga, Step, use_sagas
 
     checkout = Saga("checkout", [
         Step("reserve", reserve_stock, release_stock, timeout=2.0, retries=3),
         Step("charge", charge_card, refund_card, timeout=5.0),
         Step("confirm", confirm_order),
     ])
-    sagas = SagaOrchestrator(engine, prefix="shop", sagas=[checkout], owner=settings.instance_id)
-    await sagas.start()                                   # worker: drives new sagas, resumes orphaned ones
+    sagas = use_sagas(service, engine, [checkout])        # worker runs with the service (owner: instance id)
     saga_id = await sagas.begin("checkout", {"order_id": "o-1", "amount": 1500})
     state = await sagas.wait(saga_id)                     # state.status: "completed" or "compensated"
 
 Tables come from :mod:`meshkit.basis.saga.migration` (call it from your own
 Alembic revision). The participant contract (idempotent actions and
 compensations keyed by ``ctx.idempotency_key``) is in :mod:`.definition`; the
-state machine and crash behaviour in :mod:`.orchestrator`; a worked example in
+state machine in :mod:`.driver`, leases and crash behaviour in :mod:`.orchestrator`; a worked example in
 :mod:`.demo` and ``docs/sagas.md``.
 """
 
 from meshkit.basis.saga.definition import Abort, Saga, Step, StepContext, StepFn, retryable
-from meshkit.basis.saga.orchestrator import PROBE_POINTS, Probe, SagaOrchestrator
+from meshkit.basis.saga.driver import PROBE_POINTS, Probe
+from meshkit.basis.saga.orchestrator import SagaOrchestrator, use_sagas
 from meshkit.basis.saga.store import (
     ACTIVE,
     COMPENSATED,
@@ -61,4 +61,5 @@ __all__ = [
     "StepFn",
     "retryable",
     "saga_tables",
+    "use_sagas",
 ]
