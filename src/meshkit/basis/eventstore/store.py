@@ -114,7 +114,9 @@ class EventStore:
 
         ``session``: append inside the caller's transaction (committed by the
         caller, together with its other writes); otherwise in a transaction of
-        its own. ``snapshot`` is saved in the same transaction.
+        its own. ``snapshot`` is saved in the same transaction. After a
+        :class:`Conflict` the caller's transaction must be rolled back (on
+        PostgreSQL the failed insert has aborted it).
         """
         if not events:
             return []
