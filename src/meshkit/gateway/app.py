@@ -74,6 +74,7 @@ class Gateway:
         self.reloads = 0
         self._owned: list = []
         self._watch: asyncio.Task | None = None
+        self._revocations: asyncio.Task | None = None
         self._stamp: tuple[int, int] | None = None
         self.draining = False
         self.local_endpoints = {"/livez": self._livez, "/readyz": self._readyz, "/metrics": self._metrics}
@@ -117,6 +118,9 @@ class Gateway:
                                                leeway=s.leeway, api_keys_file=s.api_keys_file)
             await self.authenticator.start()
             self._owned.append(self.authenticator)
+            if s.jwks_url:
+                # Tokens the SSO revokes (logout, reuse, disabled user) are refused within the bus latency.
+                self._revocations = asyncio.get_running_loop().create_task(self._follow_revocations())
         if self.limiter is None and any(r.rate for r in table.routes):
             from meshkit.gateway.security import open_rate_limiter
 
@@ -146,6 +150,15 @@ class Gateway:
                  "https" if ctx else "http", s.host, self.port, s.admin_host, self.admin_port,
                  len(table.routes), self.routes_path)
         return self
+
+    async def _follow_revocations(self) -> None:
+        """Apply the SSO's revocations (NATS ``sso.revoked``) from the registry's NATS; waits for it to answer."""
+        url = self.settings.registry.split("?", 1)[0]
+        if url.startswith(("nats://", "tls://")):
+            try:
+                await self.authenticator.follow_revocations(url)
+            except Exception as exc:
+                log.error("not following token revocations on %s: %s", url, exc)
 
     async def _register(self) -> None:
         from meshkit.basis.registry.registration import Registration
@@ -251,6 +264,8 @@ class Gateway:
                 await self.registration.stop(deregister=True)
         if self._watch is not None:
             self._watch.cancel()
+        if self._revocations is not None:
+            self._revocations.cancel()
         timeout = self.settings.drain_timeout if drain_timeout is None else drain_timeout
         if self.server is not None:
             await self.server.stop(timeout)
