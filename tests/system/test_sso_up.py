@@ -1,0 +1,117 @@
+"""The SSO under `meshkit up` (the default system), used through the gateway as a client would.
+
+sign up → log in → 403 without the permission → the bootstrap administrator
+grants a role → 200 → refresh (rotation) → logout → 401; a token revoked at the
+SSO is refused by the gateway within 1 s; client-sent identity headers never
+reach a service. Fixed ports move to free ones; the gateway is pointed at the
+moved SSO port through the environment (which wins over the system file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import sys
+import time
+import uuid
+
+import httpx
+import pytest
+
+from meshkit.basis.natsd import free_port
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
+
+READY = re.compile(r"ready in [\d.]+s")
+ADMIN_PASSWORD = "system-test-admin-passphrase"
+PASSWORD = "tram-violet-ankle-93"
+
+
+async def _read(proc: asyncio.subprocess.Process, lines: list[str]) -> None:
+    assert proc.stdout is not None
+    async for raw in proc.stdout:
+        lines.append(raw.decode(errors="replace").rstrip("\n"))
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def test_sso_flow_under_meshkit_up(tmp_path):
+    nats_port, gw_port, sso_port = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MESHKIT_", "SSO_", "GATEWAY_"))}
+    env.update(GATEWAY_PORT=str(gw_port), GATEWAY_ADMIN_PORT=str(free_port()), SSO_PORT=str(sso_port),
+               GATEWAY_JWKS_URL=f"http://127.0.0.1:{sso_port}/.well-known/jwks.json",
+               SSO_ADMIN_PASSWORD=ADMIN_PASSWORD, SSO_ARGON2_TIME_COST="1", SSO_ARGON2_MEMORY_KIB="1024")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "meshkit.cli.main", "up", "--nats-port", str(nats_port), "--no-color",
+        cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    lines: list[str] = []
+    reader = asyncio.create_task(_read(proc, lines))
+    try:
+        deadline = time.monotonic() + 40
+        while not any(READY.search(line) for line in lines):
+            assert proc.returncode is None and time.monotonic() < deadline, "\n".join(lines[-60:])
+            await asyncio.sleep(0.1)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw_port}", timeout=10) as c:
+            await _flow(c, sso_port)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 15)
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        reader.cancel()
+    assert proc.returncode == 0, "\n".join(lines[-60:])
+
+
+async def _flow(c: httpx.AsyncClient, sso_port: int) -> None:
+    address = f"up-{uuid.uuid4().hex[:8]}@example.com"
+    assert (await c.post("/api/sso/signup", json={"email": address, "password": PASSWORD})).status_code == 202
+    r = await c.post("/api/sso/login", json={"email": address, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    pair = r.json()
+    me = (await c.get("/api/sso/userinfo", headers=bearer(pair["access_token"]))).json()["sub"]
+    product = {"name": "Mug", "sku": f"UP-{uuid.uuid4().hex[:6]}", "price": {"amount": "3.00", "currency": "EUR"}}
+    assert (await c.post("/api/catalog/products", json=product,
+                         headers=bearer(pair["access_token"]))).status_code == 403
+
+    r = await c.post("/api/sso/login", json={"email": "admin@meshkit.local", "password": ADMIN_PASSWORD})
+    assert r.status_code == 200, r.text
+    admin = bearer(r.json()["access_token"])
+    await c.post("/api/sso/admin/permissions", json={"name": "catalog:write"}, headers=admin)
+    await c.post("/api/sso/admin/roles", json={"name": "catalog-editor"}, headers=admin)
+    await c.post("/api/sso/admin/roles/catalog-editor/grants", json={"permission": "catalog:write"}, headers=admin)
+    assert (await c.put(f"/api/sso/admin/subjects/{me}/roles/catalog-editor", headers=admin)).status_code == 200
+
+    pair = (await c.post("/api/sso/refresh", json={"refresh_token": pair["refresh_token"]})).json()
+    r = await c.post("/api/catalog/products", json=product, headers=bearer(pair["access_token"]))
+    assert r.status_code == 201, r.text
+    pair = (await c.post("/api/sso/refresh", json={"refresh_token": pair["refresh_token"]})).json()
+    assert (await c.post("/api/sso/logout", json={"refresh_token": pair["refresh_token"]},
+                         headers=bearer(pair["access_token"]))).status_code == 204
+    await asyncio.sleep(0.3)
+    assert (await c.get("/api/sso/userinfo", headers=bearer(pair["access_token"]))).status_code == 401
+
+    # Revoked at the SSO directly: the gateway, which has the token cached, refuses it within 1 s.
+    fresh = (await c.post("/api/sso/login", json={"email": address, "password": PASSWORD})).json()
+    headers = bearer(fresh["access_token"])
+    assert (await c.get("/api/sso/userinfo", headers=headers)).status_code == 200
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sso_port}") as direct:
+        assert (await direct.post("/v1/logout", headers=headers)).status_code == 204
+    t0 = time.monotonic()
+    while (await c.get("/api/sso/userinfo", headers=headers)).status_code != 401:
+        assert time.monotonic() - t0 < 1.0, "revoked token still accepted after 1 s"
+        await asyncio.sleep(0.02)
+
+    # Identity headers sent by a client are stripped: the SSO sees an anonymous caller.
+    spoof = {"x-meshkit-subject": me, "x-meshkit-permissions": "sso:admin"}
+    r = await c.post("/api/sso/logout", headers=spoof)
+    assert r.status_code == 401 and r.json()["error"]["reason"] == "credential_required"
+    jwks = (await c.get("/.well-known/jwks.json")).json()
+    assert len(jwks["keys"]) >= 2
