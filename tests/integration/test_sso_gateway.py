@@ -222,3 +222,38 @@ async def test_discovery_and_machine_tokens_at_the_gateway_root(stack):
     r = await c.post("/api/catalog/products", json={**PRODUCT, "sku": f"SA-{uuid.uuid4().hex[:6]}"},
                      headers=bearer(tok.json()["access_token"]))
     assert r.status_code == 201, r.text
+
+
+async def test_sdk_client_and_api_keys_as_the_gateways_key_source(stack):
+    """sso_sdk over the platform's ServiceClient; SsoApiKeys plugs into the gateway's Authenticator."""
+    from meshkit.basis.client import ServiceClient
+    from meshkit.gateway.security import Authenticator
+    from meshkit.sso_sdk import SsoApiKeys, SsoClient
+
+    _sso, gw, c = stack
+    client = ServiceClient(gw.view, caller="test")
+    try:
+        sdk = SsoClient(client)
+        admin = await sdk.login(ADMIN["email"], ADMIN["password"])
+        assert (await sdk.userinfo(admin.access_token)).permissions == ["sso:admin"]
+        decision = await sdk.authorize(admin.access_token, "sso:admin")
+        assert decision.allowed and decision.reason == "role"
+        policy = await sdk.policy(admin.access_token)
+        assert "admin" in policy.roles()
+        r = await c.post("/api/sso/admin/api-keys", headers=bearer(admin.access_token),
+                         json={"name": "partner", "subject": "partner-acme", "scopes": ["catalog:write"]})
+        made = r.json()
+        keys = SsoApiKeys(sdk, ttl=0.2, negative_ttl=0.1)
+        auth = Authenticator(api_keys=keys)
+        who = await auth.authenticate(None, made["key"])
+        assert who.subject == "partner-acme" and who.kind == "apikey" and who.permissions == {"catalog:write"}
+        assert who.token_id == made["id"]
+        with pytest.raises(Exception, match="unknown API key"):
+            await auth.authenticate(None, made["key"][:-2] + "xx")
+        await c.delete(f"/api/sso/admin/api-keys/{made['id']}", headers=bearer(admin.access_token))
+        await asyncio.sleep(0.25)  # the cached answer expires; the revocation is seen
+        with pytest.raises(Exception, match="unknown API key"):
+            await auth.authenticate(None, made["key"])
+        await sdk.logout(admin.access_token, admin.refresh_token)
+    finally:
+        await client.close()
