@@ -7,13 +7,17 @@ import sys
 import textwrap
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from meshkit.basis.errors import ConfigError
 from meshkit.basis.storage import create_engine, current_revision, migrate
+from meshkit.basis.storage.migrate import alembic_config
 from meshkit.basis.storage.testing import scratch_engine
 
 CATALOG = "meshkit.services.catalog.adapters.migrations"
+#: The catalog's newest revision: the tests follow the service as it gains migrations.
+HEAD = ScriptDirectory.from_config(alembic_config(CATALOG)).get_current_head()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -73,24 +77,24 @@ async def _tables(engine) -> set[str]:
 
 async def test_migrate_creates_schema_and_is_idempotent(engine):
     assert await current_revision(engine, CATALOG) is None
-    assert await migrate(engine, CATALOG) == "0001"
+    assert await migrate(engine, CATALOG) == HEAD
     assert {"catalog_products", "alembic_version_catalog"} <= await _tables(engine)
     # A second start finds the database at head and changes nothing.
-    assert await migrate(engine, CATALOG) == "0001"
+    assert await migrate(engine, CATALOG) == HEAD
     async with engine.connect() as conn:
         rows = (await conn.execute(text("SELECT version_num FROM alembic_version_catalog"))).all()
-    assert [r[0] for r in rows] == ["0001"]
-    assert await current_revision(engine, CATALOG) == "0001"
+    assert [r[0] for r in rows] == [HEAD]
+    assert await current_revision(engine, CATALOG) == HEAD
 
 
 async def test_two_services_share_one_database_with_their_own_version_tables(engine, other_service):
     package, name = other_service
-    assert await migrate(engine, CATALOG) == "0001"
+    assert await migrate(engine, CATALOG) == HEAD
     assert await migrate(engine, package) == "a1"
     tables = await _tables(engine)
     assert {"alembic_version_catalog", f"alembic_version_{name}", "catalog_products", "ledger_entries"} <= tables
     # Each is at its own head; neither sees the other's revision as unknown.
-    assert await migrate(engine, CATALOG) == "0001"
+    assert await migrate(engine, CATALOG) == HEAD
     assert await current_revision(engine, package) == "a1"
 
 
@@ -108,7 +112,7 @@ async def test_migrations_in_one_process_are_serialised(engine):
     finally:
         for e in engines:
             await e.dispose()
-    assert revisions == ["0001"] * 3
+    assert revisions == [HEAD] * 3
     assert "catalog_products" in await _tables(engine)
 
 
@@ -140,10 +144,10 @@ async def test_instances_in_separate_processes_starting_together_migrate_once(en
     ]
     outputs = [await p.communicate() for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err.decode()[-2000:] for _, err in outputs]
-    assert [out.decode().strip() for out, _ in outputs] == ["0001", "0001"]
+    assert [out.decode().strip() for out, _ in outputs] == [HEAD, HEAD]
     async with engine.connect() as conn:
         rows = (await conn.execute(text("SELECT version_num FROM alembic_version_catalog"))).all()
-    assert [r[0] for r in rows] == ["0001"]
+    assert [r[0] for r in rows] == [HEAD]
 
 
 async def test_alembic_command_line_without_meshkit_is_refused(tmp_path):
