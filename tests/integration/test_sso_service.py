@@ -384,3 +384,16 @@ async def test_keys_rotate_on_demand_persist_sealed_and_serve_a_second_instance(
 
     with pytest.raises(ConfigError, match="SSO_KEY_ENCRYPTION_KEY"):
         await build(wrong).start()
+
+
+async def test_a_revocation_made_by_one_instance_is_known_to_another(sso, nats_server, tmp_path):
+    svc, c = sso
+    _, pair = await signup_login(c)
+    async with running(build(settings_for(svc.state["url"], nats_server, tmp_path))) as second:
+        async with httpx.AsyncClient(base_url=second.url) as c2:
+            assert (await c2.get("/v1/userinfo", headers=bearer(pair))).status_code == 200
+            assert (await c.post("/v1/logout", headers=bearer(pair))).status_code == 204  # at the first instance
+            t0 = time.monotonic()
+            while (await c2.get("/v1/userinfo", headers=bearer(pair))).status_code != 401:
+                assert time.monotonic() - t0 < 1.0
+                await asyncio.sleep(0.01)

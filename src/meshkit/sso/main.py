@@ -86,6 +86,7 @@ def build(settings: SsoSettings, *, publisher: Publisher | None = None) -> Servi
         await tokens.load_revocations()
         if nats_publisher is not None:
             await nats_publisher.start()
+            await nats_publisher.follow(tokens.remember)
         generated = await sessions.bootstrap(s.admin_email, s.admin_password.get_secret_value()
                                              if s.admin_password else None)
         if generated:

@@ -37,6 +37,22 @@ class NatsPublisher:
         except Exception as exc:  # published to the client buffer; it goes out on reconnect
             log.warning("revocation of %s not flushed to NATS yet: %s", jti, exc)
 
+    async def follow(self, on_revoked: Any) -> None:
+        """Call ``on_revoked(jti, exp)`` for every revocation on the subject, ours and other SSO instances'.
+
+        Keeps every instance's list of revoked tokens (checked by ``/userinfo``
+        and the admin API) in step without a database read per request.
+        """
+
+        async def handle(msg: Any) -> None:
+            try:
+                doc = orjson.loads(msg.data)
+                on_revoked(str(doc["jti"]), float(doc["exp"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                log.warning("ignoring a bad message on %s: %s", self.subject, exc)
+
+        await self._nc.subscribe(self.subject, cb=handle)
+
     async def close(self) -> None:
         if self._nc is not None:
             nc, self._nc = self._nc, None

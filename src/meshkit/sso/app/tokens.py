@@ -99,6 +99,11 @@ class Tokens:
         exp = self._revoked.get(jti)
         return exp is not None and exp > self._clock()
 
+    def remember(self, jti: str, exp: float) -> None:
+        """Note a revocation made elsewhere (another SSO instance, via the bus)."""
+        if exp > self._clock():
+            self._revoked[jti] = max(exp, self._revoked.get(jti, 0.0))
+
     async def load_revocations(self) -> None:
         """Remember the revocations stored before a restart."""
         self._revoked.update(dict(await self._store.revocations(self._clock())))
