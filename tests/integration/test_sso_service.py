@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import time
 import uuid
 
@@ -397,3 +398,18 @@ async def test_a_revocation_made_by_one_instance_is_known_to_another(sso, nats_s
             while (await c2.get("/v1/userinfo", headers=bearer(pair))).status_code != 401:
                 assert time.monotonic() - t0 < 1.0
                 await asyncio.sleep(0.01)
+
+
+async def test_first_start_prints_a_one_time_admin_password_once(nats_server, tmp_path, capsys):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+    settings = settings_for(url, nats_server, tmp_path, admin_password=None, admin_email="root@example.com")
+    async with running(build(settings)) as svc:
+        printed = capsys.readouterr().out
+        match = re.search(r"one-time password\n\*\*\*   (\S+)\n", printed)
+        assert match, printed
+        async with httpx.AsyncClient(base_url=svc.url) as c:
+            r = await c.post("/v1/login", json={"email": "root@example.com", "password": match[1]}, headers=ip())
+            assert r.status_code == 200
+            assert (await c.get("/v1/admin/users", headers=bearer(r.json()))).status_code == 200
+    async with running(build(settings)):
+        assert "one-time password" not in capsys.readouterr().out  # never again
