@@ -283,6 +283,14 @@ async def test_admin_api_rbac_abac_and_audit(sso):
     no = (await ask(f"orders{tag}:cancel", {"owner": "someone-else"})).json()
     assert no["allowed"] is False and no["reason"] == "condition_failed" and "resource.owner" in no["explanation"]
     assert (await ask(f"orders{tag}:refund", {})).json()["reason"] == "missing_permission"
+    # A pattern grant is carried expanded to the registered permissions it covers (for exact route checks).
+    wide = f"wide-{tag}"
+    await c.post("/v1/admin/roles", json={"name": wide}, headers=a)
+    await c.post(f"/v1/admin/roles/{wide}/grants", json={"permission": f"orders{tag}:*"}, headers=a)
+    await c.put(f"/v1/admin/subjects/{me}/roles/{wide}", headers=a)
+    widened = (await c.post("/v1/refresh", json={"refresh_token": fresh["refresh_token"]})).json()
+    assert (await c.get("/v1/userinfo", headers=bearer(widened))).json()["permissions"] == [
+        f"orders{tag}:*", f"orders{tag}:cancel", f"orders{tag}:read"]
     other = await c.post("/v1/authorize", headers=bearer(fresh), json={"permission": "x:y", "subject": "usr_x"})
     assert other.status_code == 403
     policy = (await c.get("/v1/policy", headers=bearer(fresh))).json()

@@ -16,7 +16,14 @@ from typing import Any
 
 from meshkit.basis.context import Identity
 from meshkit.basis.errors import Conflict, NotFound, Unprocessable
-from meshkit.basis.policy import Condition, ConditionError, Decision, Policy, valid_permission
+from meshkit.basis.policy import (
+    Condition,
+    ConditionError,
+    Decision,
+    Policy,
+    permission_matches,
+    valid_permission,
+)
 from meshkit.sso.app.ports import AuthzStore
 from meshkit.sso.domain import AuditEntry, new_id
 
@@ -61,9 +68,19 @@ class Authz:
         self._policy = None
 
     async def claims_for(self, subject: str) -> tuple[list[str], list[str]]:
-        """``(roles, unconditional permissions)`` of ``subject``: what its tokens carry."""
+        """``(roles, unconditional permissions)`` of ``subject``: what its tokens carry.
+
+        A pattern grant (``orders:*``, ``*``) is carried as is *and* expanded to the
+        registered permissions it covers, so a gateway route that names
+        ``orders:read`` (an exact match) admits it too.
+        """
         roles = await self._store.roles_of(subject)
-        return roles, sorted((await self.policy()).unconditional(roles))
+        held = (await self.policy()).unconditional(roles)
+        patterns = [p for p in held if "*" in p]
+        if patterns:
+            registered = [row["name"] for row in await self._store.permissions()]
+            held = held | {name for name in registered if any(permission_matches(p, name) for p in patterns)}
+        return roles, sorted(held)
 
     async def decide(self, identity: Identity, permission: str, resource: Any = None,
                      context: Mapping[str, Any] | None = None) -> Decision:
