@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -22,11 +23,20 @@ class NatsPublisher:
         self.subject = subject
         self._nc: Any = None
 
-    async def start(self) -> None:
+    async def start(self, timeout: float = 10.0) -> None:
+        """Connect (reconnecting forever once up); :class:`Unavailable` if NATS does not answer in ``timeout``."""
         import nats
 
-        self._nc = await nats.connect(self.url, name="meshkit-sso", max_reconnect_attempts=-1,
-                                      connect_timeout=2)
+        from meshkit.basis.errors import Unavailable
+
+        try:
+            # nats-py retries the first connection forever with unlimited reconnects: bound it here.
+            self._nc = await asyncio.wait_for(
+                nats.connect(self.url, name="meshkit-sso", max_reconnect_attempts=-1, connect_timeout=2), timeout)
+        except (TimeoutError, OSError) as exc:
+            raise Unavailable(f"NATS at {self.url} did not answer within {timeout:g} s: revocations cannot be "
+                              "published; start NATS (meshkit up does) or set MESHKIT_NATS_URL",
+                              reason="nats_unavailable") from exc
 
     async def revoked(self, jti: str, exp: float) -> None:
         if self._nc is None:
