@@ -2,10 +2,12 @@
 
 - raw: ``js.publish`` (awaiting each ack) from a producer task, a durable pull
   consumer fetching batches and acking each message.
-- meshkit: the producer commits one event per database transaction through
-  ``Outbox.add``; the relay (woken on commit) publishes with dedup ids and
-  marks rows sent; a bus handler wrapped in ``Inbox.handler`` records the event
-  id and an effect row in one transaction, then acks.
+- meshkit: two services, each with its own database (SQLite: two files;
+  PostgreSQL: a schema each) and its own NATS connection. The producer commits
+  one event per database transaction through ``Outbox.add``; its relay (woken
+  on commit) publishes with dedup ids and marks rows sent; the consumer's bus
+  handler is wrapped in ``Inbox.handler``, which applies each fetched batch in
+  one transaction (effect rows + inbox ids), then acks.
 
 Latency is from the producer taking the event (before publish / before the
 transaction) to the consumer having applied it (ack sent / inbox committed).
@@ -69,7 +71,7 @@ async def _raw(url: str, n: int) -> tuple[float, list[float]]:
     return elapsed, lat
 
 
-async def _meshkit(url: str, db_url: str, n: int) -> tuple[float, list[float]]:
+async def _meshkit(url: str, producer_db: str, consumer_db: str, n: int) -> tuple[float, list[float]]:
     from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
     from meshkit.basis.bus import Bus, Envelope, Event
@@ -86,13 +88,16 @@ async def _meshkit(url: str, db_url: str, n: int) -> tuple[float, list[float]]:
 
     md = MetaData()
     effects = Table("bench_effects", md, Column("id", Integer, primary_key=True), Column("event_id", String(64)))
-    async with scratch_engine(db_url) as engine:
-        await create_tables(engine, "bench", extra=md)
-        sessions = session_factory(engine)
-        outbox = Outbox("bench", source="bench")
-        bus = Bus(url, source="bench")
-        relay = Relay(outbox, sessions, bus, holder="bench", poll=0.05)
-        inbox = Inbox(sessions, prefix="bench", consumer="bench")
+    # Two services, as in production: the producer (its database, its outbox, its relay
+    # on its own NATS connection) and the consumer (its own database with the inbox).
+    async with scratch_engine(producer_db) as p_engine, scratch_engine(consumer_db) as c_engine:
+        await create_tables(p_engine, "benchp")
+        await create_tables(c_engine, "benchc", extra=md)
+        p_sessions, c_sessions = session_factory(p_engine), session_factory(c_engine)
+        outbox = Outbox("benchp", source="benchp")
+        p_bus, c_bus = Bus(url, source="benchp"), Bus(url, source="benchc")
+        relay = Relay(outbox, p_sessions, p_bus, holder="bench", poll=0.05)
+        inbox = Inbox(c_sessions, prefix="benchc", consumer="bench")
         lat: list[float] = []
         done = asyncio.Event()
 
@@ -100,24 +105,26 @@ async def _meshkit(url: str, db_url: str, n: int) -> tuple[float, list[float]]:
         async def apply(event: Envelope, session) -> None:
             await session.execute(insert(effects).values(event_id=event.id))
 
-        async def handle(event: Envelope):
-            outcome = await apply(event)  # committed here
-            lat.append(time.perf_counter() - event.data.t)
+        def committed(events) -> None:  # after the inbox transaction committed
+            now = time.perf_counter()
+            lat.extend(now - e.data.t for e in events)
             if len(lat) >= n:
                 done.set()
-            return outcome
 
-        bus.subscribe("benchmk.event.timed", handle, durable="bench", concurrency=8, batch=256)
-        await bus.start()
+        inbox.on_commit(committed)
+        c_bus.subscribe("benchmk.event.timed", apply, durable="bench", batch=256)
+        await p_bus.connect()
+        await c_bus.start()
         await relay.start()
         start = time.perf_counter()
         for i in range(n):
-            async with transaction(sessions) as session:
+            async with transaction(p_sessions) as session:
                 await outbox.add(session, Timed(i=i, t=time.perf_counter()), aggregate_id=f"a{i % 16}")
         await asyncio.wait_for(done.wait(), 60)
         elapsed = time.perf_counter() - start
         await relay.stop()
-        await bus.close()
+        await c_bus.close()
+        await p_bus.close()
         return elapsed, lat
 
 
@@ -156,12 +163,13 @@ async def _run(n: int) -> list[tuple[str, float, float, float]]:
     try:
         elapsed, lat = await _raw(server.url, n)
         rows.append(("raw nats-py JetStream", n / elapsed, _pct(lat, 0.5), _pct(lat, 0.99)))
-        elapsed, lat = await _meshkit(server.url, f"sqlite+aiosqlite:///{tmp / 'bench.db'}", n)
+        elapsed, lat = await _meshkit(server.url, f"sqlite+aiosqlite:///{tmp / 'producer.db'}",
+                                      f"sqlite+aiosqlite:///{tmp / 'consumer.db'}", n)
         rows.append(("meshkit outbox+inbox, SQLite", n / elapsed, _pct(lat, 0.5), _pct(lat, 0.99)))
         pg = await _pg_database()
         if pg is not None:
             try:
-                elapsed, lat = await _meshkit(server.url, pg[0], n)
+                elapsed, lat = await _meshkit(server.url, pg[0], pg[0], n)  # a schema per service
                 rows.append(("meshkit outbox+inbox, PostgreSQL", n / elapsed, _pct(lat, 0.5), _pct(lat, 0.99)))
             finally:
                 await _drop(pg[1])

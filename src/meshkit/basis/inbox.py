@@ -16,17 +16,28 @@ racing (two instances) serialise on the row: PostgreSQL makes the second
 ``INSERT`` wait for the first transaction, SQLite has one writer at a time.
 A handler that raises or returns ``Retry`` rolls the whole transaction back —
 the inbox row too — so the retry really runs again.
+
+Batches. The bus consumer hands a wrapped handler each fetched batch at once
+(its ``batch`` attribute): the ids are claimed with one statement and every new
+event's effect runs in one transaction, so a batch costs one commit instead of
+one per event — each effect still commits with its inbox row, nothing is
+acknowledged before the commit. If any event of the batch raises or asks for a
+``Retry``, the batch is rolled back and its events are applied again one
+transaction each, so one poison event does not hold the others back (a handler
+can therefore run more than once for a delivery: only what it does in
+``session`` counts).
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from meshkit.basis.bus.consumer import event_context
 from meshkit.basis.bus.envelope import Envelope
 from meshkit.basis.bus.signals import Ack, Outcome, Retry
 from meshkit.basis.outbox.sql import insert_ignore
@@ -34,6 +45,8 @@ from meshkit.basis.outbox.tables import tables_for
 from meshkit.basis.storage import transaction
 
 InboxHandler = Callable[[Envelope, AsyncSession], Awaitable[Outcome | None]]
+#: Rows per multi-row claim (3 parameters each: far below SQLite's variable limit).
+_CLAIM_CHUNK = 300
 
 
 class _Undo(Exception):
@@ -51,6 +64,17 @@ class Inbox:
         self.table = tables_for(prefix).inbox
         self.consumer = consumer
         self.skipped = 0
+        self._listeners: list[Callable[[Sequence[Envelope]], None]] = []
+
+    def on_commit(self, listener: Callable[[Sequence[Envelope]], None]) -> None:
+        """Call ``listener(events)`` after each commit with the events whose effects it applied
+        (not the skipped duplicates); for metrics, notifications, measurements."""
+        self._listeners.append(listener)
+
+    def _committed(self, events: Sequence[Envelope]) -> None:
+        if events:
+            for listener in self._listeners:
+                listener(events)
 
     async def claim(self, session: AsyncSession, event_id: str) -> bool:
         """Record ``event_id`` in ``session``'s transaction; ``False`` if it was already applied."""
@@ -59,6 +83,19 @@ class Inbox:
                                                 "processed_at": time.time()})
         )
         return result.rowcount == 1  # type: ignore[attr-defined]
+
+    async def claim_many(self, session: AsyncSession, event_ids: Sequence[str]) -> set[str]:
+        """Record all ``event_ids`` in ``session``'s transaction (one statement per few hundred);
+        the ids that were not applied before (an id given twice counts once)."""
+        t = self.table
+        now = time.time()
+        fresh: set[str] = set()
+        for i in range(0, len(event_ids), _CLAIM_CHUNK):
+            rows = [{"consumer": self.consumer, "event_id": e, "processed_at": now}
+                    for e in event_ids[i : i + _CLAIM_CHUNK]]
+            stmt = insert_ignore(session, t, rows).returning(t.c.event_id)
+            fresh.update((await session.execute(stmt)).scalars())
+        return fresh
 
     async def seen(self, event_id: str) -> bool:
         """Whether ``event_id`` was applied (outside any transaction; for tests and tools)."""
@@ -82,11 +119,40 @@ class Inbox:
                     outcome = await fn(event, session)
                     if isinstance(outcome, Retry):
                         raise _Undo(outcome)
-                    return outcome
             except _Undo as undo:
                 return undo.outcome
+            self._committed((event,))
+            return outcome
 
+        async def batch(events: Sequence[Envelope]) -> list[Outcome | BaseException | None]:
+            """Apply ``events`` in one transaction; one outcome per event (see the module's doc)."""
+            try:
+                return await self._apply_batch(fn, events)
+            except Exception:  # one of them failed or asked for a retry: one transaction each
+                return [await _one(handle, event) for event in events]
+
+        handle.batch = batch  # type: ignore[attr-defined]
         return handle
+
+    async def _apply_batch(self, fn: InboxHandler, events: Sequence[Envelope]) -> list[Outcome | BaseException | None]:
+        outcomes: list[Outcome | BaseException | None] = []
+        applied: list[Envelope] = []
+        async with transaction(self.sessions) as session:
+            fresh = await self.claim_many(session, [e.id for e in events])
+            for event in events:
+                if event.id not in fresh:
+                    outcomes.append(Ack)
+                    continue
+                fresh.discard(event.id)  # the same id twice in a batch: the second is a duplicate
+                with event_context(event):
+                    outcome = await fn(event, session)
+                if isinstance(outcome, Retry):
+                    raise _Undo(outcome)
+                outcomes.append(outcome)
+                applied.append(event)
+        self.skipped += len(events) - len(applied)
+        self._committed(applied)
+        return outcomes
 
     async def purge(self, older_than: float) -> int:
         """Forget ids applied more than ``older_than`` seconds ago (keep it longer than any redelivery)."""
@@ -96,6 +162,14 @@ class Inbox:
                 delete(t).where(t.c.consumer == self.consumer, t.c.processed_at < time.time() - older_than)
             )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def _one(handle: Callable[[Envelope], Awaitable[Outcome | None]], event: Envelope) -> Outcome | BaseException | None:
+    with event_context(event):
+        try:
+            return await handle(event)
+        except Exception as exc:  # the consumer retries it, then dead-letters it
+            return exc
 
 
 __all__ = ["Inbox", "InboxHandler"]

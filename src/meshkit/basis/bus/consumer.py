@@ -8,6 +8,12 @@ acknowledged with a growing delay; the delivery that reaches
 delivery count) to the ``DLQ`` stream and terminates the message. The handler
 runs with a :class:`~meshkit.basis.context.RequestContext` bound that continues
 the publisher's trace (``traceparent``) and has the event id as request id.
+
+A handler may also take whole batches: when it has a ``batch`` attribute (an
+async ``batch(events) -> outcomes``, one outcome per event, an exception
+standing for a failure), the consumer hands it every fetched batch at once and
+settles each message afterwards by its outcome. The inbox's handlers do this to
+apply a batch in one database transaction (see :mod:`meshkit.basis.inbox`).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +44,8 @@ from meshkit.basis.errors import MeshkitError
 logger = logging.getLogger("meshkit.bus")
 
 Handler = Callable[[Envelope], Awaitable[Outcome | None]]
+#: What ``handler.batch(events)`` answers: one outcome per event, in order (an exception is a failure).
+BatchOutcomes = Sequence[Outcome | BaseException | None]
 #: Where a new durable consumer starts: ``"all"`` (the whole stream), ``"new"``, or a time.
 Start = str | datetime
 
@@ -83,6 +91,19 @@ def start_policy(start: Start) -> tuple[DeliverPolicy, datetime | None]:
     if start not in policies:
         raise ValueError(f"start must be 'all', 'new', 'last' or a datetime, not {start!r}")
     return policies[start], None
+
+
+@contextlib.contextmanager
+def event_context(env: Envelope) -> Iterator[None]:
+    """Bind the :class:`~meshkit.basis.context.RequestContext` of ``env`` (its trace, its id as request id)."""
+    headers = {context.REQUEST_ID: env.id}
+    if env.traceparent:
+        headers[context.TRACEPARENT] = env.traceparent
+    token = context.bind(context.RequestContext.from_headers(headers))
+    try:
+        yield
+    finally:
+        context.reset(token)
 
 
 class Consumer:
@@ -142,7 +163,10 @@ class Consumer:
             finally:
                 self._fetching = False
             pause = 0.1
-            if self.spec.concurrency <= 1:
+            batch = getattr(self.spec.fn, "batch", None)
+            if batch is not None and len(msgs) > 1:
+                await self.process_batch(msgs, batch)
+            elif self.spec.concurrency <= 1:
                 for msg in msgs:
                     await self.process(msg)
             else:
@@ -154,27 +178,57 @@ class Consumer:
 
     async def process(self, msg: Msg) -> None:
         """Handle one message: decode, call the handler in the event's context, settle it."""
+        env = await self._decode(msg)
+        if env is None:
+            return
+        outcome: Outcome | BaseException | None
+        with event_context(env):
+            try:
+                outcome = await self.spec.fn(env)
+            except Exception as exc:
+                outcome = exc
+        await self._settle_quietly(msg, env, outcome)
+
+    async def process_batch(self, msgs: list[Msg], batch: Callable[[list[Envelope]], Awaitable[BatchOutcomes]]) -> None:
+        """Hand the readable messages to ``batch`` at once, then settle each by its outcome.
+
+        Nothing is acknowledged before ``batch`` returns (for the inbox: before its
+        transaction committed), so a crash in between redelivers the whole batch.
+        """
+        pairs = [(m, env) for m in msgs if (env := await self._decode(m)) is not None]
+        if not pairs:
+            return
+        envs = [env for _, env in pairs]
+        outcomes: BatchOutcomes
+        try:
+            outcomes = await batch(envs)
+        except Exception as exc:
+            outcomes = [exc] * len(envs)
+        if len(outcomes) != len(envs):
+            error = RuntimeError(f"batch handler answered {len(outcomes)} outcomes for {len(envs)} events")
+            outcomes = [error] * len(envs)
+        for (msg, env), outcome in zip(pairs, outcomes, strict=True):
+            await self._settle_quietly(msg, env, outcome)
+
+    async def _decode(self, msg: Msg) -> Envelope | None:
         delivery = msg.metadata.num_delivered or 1
         try:
             env = Envelope.from_json(msg.data)
         except MeshkitError as exc:
             # A message nobody can read will never succeed: straight to the dead letters.
-            await self._dead_letter(msg, None, str(exc), delivery)
-            return
+            try:
+                await self._dead_letter(msg, None, str(exc), delivery)
+            except Exception as dlq_exc:  # NATS trouble: the message comes again
+                logger.warning("consumer %s: could not dead-letter an unreadable message: %s",
+                               self.spec.durable, dlq_exc)
+            return None
         env.delivery = delivery
         env.stream_seq = msg.metadata.sequence.stream
-        headers = {context.REQUEST_ID: env.id}
-        if env.traceparent:
-            headers[context.TRACEPARENT] = env.traceparent
-        token = context.bind(context.RequestContext.from_headers(headers))
+        return env
+
+    async def _settle_quietly(self, msg: Msg, env: Envelope, outcome: object) -> None:
         try:
-            outcome: Outcome | BaseException | None = await self.spec.fn(env)
-        except Exception as exc:
-            outcome = exc
-        finally:
-            context.reset(token)
-        try:
-            await self._settle(msg, env, outcome, delivery)
+            await self._settle(msg, env, outcome, env.delivery)
         except Exception as exc:  # the ack itself failed (disconnect): the server redelivers
             logger.warning("consumer %s: could not settle event %s: %s", self.spec.durable, env.id, exc)
 
@@ -241,4 +295,14 @@ async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCon
     await js.add_consumer(stream, config)
 
 
-__all__ = ["Consumer", "Handler", "HandlerSpec", "Start", "consumer_config", "ensure_consumer", "start_policy"]
+__all__ = [
+    "BatchOutcomes",
+    "Consumer",
+    "Handler",
+    "HandlerSpec",
+    "Start",
+    "consumer_config",
+    "ensure_consumer",
+    "event_context",
+    "start_policy",
+]

@@ -103,6 +103,9 @@ class Relay:
     async def _loop(self) -> None:
         pause = 0.1
         while not self._stopping:
+            # Cleared before the round reads, not after: a commit landing while the
+            # round runs sets it again and the next round starts at once.
+            self._wake.clear()
             try:
                 sent = await self.run_once()
                 pause = 0.1
@@ -115,7 +118,6 @@ class Relay:
                 continue
             if sent >= self.batch or self._stopping:
                 continue  # more waiting: no sleep
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll)
 

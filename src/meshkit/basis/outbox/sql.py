@@ -9,14 +9,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
-def insert_ignore(session: AsyncSession, table: Table, values: dict[str, Any]) -> Any:
+def insert_ignore(session: AsyncSession, table: Table, values: dict[str, Any] | list[dict[str, Any]]) -> Any:
     """``INSERT ... ON CONFLICT DO NOTHING`` for the session's dialect (rowcount 0 when the row exists).
 
-    Unlike catching a unique violation, this never aborts a PostgreSQL transaction.
+    ``values`` is one row, or a list of rows for one multi-row statement. Unlike
+    catching a unique violation, this never aborts a PostgreSQL transaction.
     """
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     module = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(table).values(**values).on_conflict_do_nothing()
+    stmt = module.insert(table)
+    stmt = stmt.values(values) if isinstance(values, list) else stmt.values(**values)
+    return stmt.on_conflict_do_nothing()
 
 
 __all__ = ["insert_ignore"]
