@@ -12,7 +12,7 @@ import sys
 import time
 
 #: In the order they run. A module listed here must exist.
-BENCHMARKS: list[str] = ["startup", "asgi_server", "http_transport", "client", "gateway", "jwt_verify", "events"]
+BENCHMARKS: list[str] = ["startup", "asgi_server", "http_transport", "client", "gateway", "jwt_verify", "sso", "events"]
 
 
 def main(argv: list[str]) -> int:
