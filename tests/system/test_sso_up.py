@@ -3,7 +3,8 @@
 sign up → log in → 403 without the permission → the bootstrap administrator
 grants a role → 200 → refresh (rotation) → logout → 401; a token revoked at the
 SSO is refused by the gateway within 1 s; client-sent identity headers never
-reach a service. Fixed ports move to free ones; the gateway is pointed at the
+reach a service. Then the README's curl walk-through runs as written (only the
+gateway address moved) and must show the same story. Fixed ports move to free ones; the gateway is pointed at the
 moved SSO port through the environment (which wins over the system file).
 """
 
@@ -17,6 +18,7 @@ import signal
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -26,8 +28,9 @@ from meshkit.basis.natsd import free_port
 pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
 
 READY = re.compile(r"ready in [\d.]+s")
-ADMIN_PASSWORD = "system-test-admin-passphrase"
+ADMIN_PASSWORD = "change-me-admin-passphrase"  # the one the README's walk-through uses
 PASSWORD = "tram-violet-ankle-93"
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 async def _read(proc: asyncio.subprocess.Process, lines: list[str]) -> None:
@@ -58,6 +61,7 @@ async def test_sso_flow_under_meshkit_up(tmp_path):
             await asyncio.sleep(0.1)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw_port}", timeout=10) as c:
             await _flow(c, sso_port)
+        await _readme_walkthrough(gw_port, tmp_path)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
@@ -115,3 +119,21 @@ async def _flow(c: httpx.AsyncClient, sso_port: int) -> None:
     assert r.status_code == 401 and r.json()["error"]["reason"] == "credential_required"
     jwks = (await c.get("/.well-known/jwks.json")).json()
     assert len(jwks["keys"]) >= 2
+
+
+async def _readme_walkthrough(gw_port: int, workdir) -> None:
+    """Run the README's identity walk-through with bash and curl, as a reader would paste it."""
+    section = README.split("## Identity: sign up, log in, call a protected route", 1)[1]
+    script = re.findall(r"```sh\n(.*?)```", section, re.S)[1]
+    assert "GW=http://127.0.0.1:8080" in script
+    script = script.replace("GW=http://127.0.0.1:8080", f"GW=http://127.0.0.1:{gw_port}")
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-euo", "pipefail", "-c", script, cwd=workdir,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert '"reason":"forbidden"' in text and "catalog:write" in text, text   # 403 before the grant
+    assert '"sku":"MUG-1"' in text, text                                         # 201 after refresh
+    assert "204\n401\n" in text, text                                              # logout, then refused
+    assert '"jwks_uri"' in text and '"keys"' in text, text                       # discovery and keys
