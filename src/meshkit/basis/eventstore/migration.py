@@ -24,26 +24,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, UniqueConstraint
-
 from meshkit.basis.eventstore.tables import event_tables
+from meshkit.basis.outbox.migration import create_table
 
 
 def upgrade(op: Any, prefix: str) -> None:
     """Create ``<prefix>_events`` and ``<prefix>_snapshots`` with Alembic's ``op``."""
     for table in event_tables(prefix).all():
         create_table(op, table)
-
-
-def create_table(op: Any, table: Table) -> None:
-    """``op.create_table`` for a :class:`Table` defined in code: columns and named unique constraints."""
-    columns = [c._copy() for c in table.columns]
-    uniques = [
-        UniqueConstraint(*[c.name for c in u.columns], name=u.name)
-        for u in list(table.constraints)
-        if isinstance(u, UniqueConstraint) and u.name
-    ]
-    op.create_table(table.name, *columns, *uniques)
 
 
 def downgrade(op: Any, prefix: str) -> None:

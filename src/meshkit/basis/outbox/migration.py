@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Index, Table
+from sqlalchemy import Constraint, PrimaryKeyConstraint, Table, UniqueConstraint
 
 from meshkit.basis.outbox.tables import tables_for
 
@@ -54,27 +54,30 @@ def downgrade(op: Any, prefix: str, *, only: Iterable[str] | None = None) -> Non
 
 
 def create_table(op: Any, table: Table) -> None:
-    """``op.create_table`` for a :class:`Table` defined in code (columns, constraints, indexes)."""
+    """``op.create_table`` for a :class:`Table` defined in code (columns, constraints), then its indexes."""
     columns = [c._copy() for c in table.columns]
-    constraints = [
-        c._copy() for c in table.constraints
-        if c.__class__.__name__ in ("PrimaryKeyConstraint", "UniqueConstraint") and not _column_level(c, table)
-    ]
-    op.create_table(table.name, *columns, *constraints)
+    op.create_table(table.name, *columns, *_table_constraints(table))
     for index in table.indexes:
-        _create_index(op, table, index)
+        op.create_index(index.name, table.name, [c.name for c in index.columns], unique=bool(index.unique))
 
 
-def _column_level(constraint: Any, table: Table) -> bool:
-    # Single-column primary keys and unique=True columns are already carried by the column copies.
+def _table_constraints(table: Table) -> list[Constraint]:
+    # Rebuilt from column names: Constraint._copy() would bind the copy to ``table`` itself (adding
+    # it to the set being read: "Set changed size during iteration") instead of to the new table.
+    return [
+        type(c)(*[col.name for col in c.columns], name=c.name)
+        for c in table.constraints
+        if isinstance(c, (PrimaryKeyConstraint, UniqueConstraint)) and not _column_level(c)
+    ]
+
+
+def _column_level(constraint: PrimaryKeyConstraint | UniqueConstraint) -> bool:
+    # An unnamed primary key and a one-column unique constraint are already carried by the column
+    # copies (primary_key=True, unique=True); only the others are passed as constraints.
     cols = list(constraint.columns)
-    if constraint.__class__.__name__ == "PrimaryKeyConstraint":
+    if isinstance(constraint, PrimaryKeyConstraint):
         return all(c.primary_key for c in cols) and constraint.name is None
     return len(cols) == 1 and bool(cols[0].unique)
-
-
-def _create_index(op: Any, table: Table, index: Index) -> None:
-    op.create_index(index.name, table.name, [c.name for c in index.columns], unique=bool(index.unique))
 
 
 __all__ = ["NAMES", "create_table", "downgrade", "upgrade"]

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table
-
+from meshkit.basis.outbox.migration import create_table
 from meshkit.basis.saga.tables import saga_tables
 
 
@@ -35,13 +34,6 @@ def downgrade(op: Any, prefix: str) -> None:
     """Drop what :func:`upgrade` created."""
     for table in reversed(saga_tables(prefix).all()):
         op.drop_table(table.name)
-
-
-def create_table(op: Any, table: Table) -> None:
-    """``op.create_table`` for a :class:`Table` defined in code, then its indexes."""
-    op.create_table(table.name, *[c._copy() for c in table.columns])
-    for index in table.indexes:
-        op.create_index(index.name, table.name, [c.name for c in index.columns], unique=bool(index.unique))
 
 
 __all__ = ["downgrade", "upgrade"]
