@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import (
-    BigInteger,
     Column,
     Float,
     Integer,
@@ -26,12 +25,11 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-#: SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
-POSITION = BigInteger().with_variant(Integer(), "sqlite")
+from meshkit.basis.storage.tables import SEQ, TableSet, prefixed
 
 
 @dataclass(frozen=True, slots=True)
-class EventTables:
+class EventTables(TableSet):
     """The two tables of one prefix (and the :class:`MetaData` holding them)."""
 
     prefix: str
@@ -39,25 +37,13 @@ class EventTables:
     events: Table
     snapshots: Table
 
-    def all(self) -> tuple[Table, ...]:
-        return (self.events, self.snapshots)
 
-
-_cache: dict[str, EventTables] = {}
-
-
-def event_tables(prefix: str) -> EventTables:
+@prefixed
+def event_tables(p: str, md: MetaData) -> EventTables:
     """The event store tables of ``prefix`` (the same objects on every call)."""
-    found = _cache.get(prefix)
-    if found is not None:
-        return found
-    if not prefix or not prefix.replace("_", "").isalnum() or not prefix[0].isalpha():
-        raise ValueError(f"table prefix {prefix!r} must be letters, digits and '_', starting with a letter")
-    md = MetaData()
-    p = prefix
     events = Table(
         f"{p}_events", md,
-        Column("position", POSITION, primary_key=True, autoincrement=True),
+        Column("position", SEQ, primary_key=True, autoincrement=True),
         Column("event_id", String(64), nullable=False, unique=True),
         Column("aggregate_type", String(100), nullable=False),
         Column("aggregate_id", String(200), nullable=False),
@@ -78,9 +64,7 @@ def event_tables(prefix: str) -> EventTables:
         Column("state", Text, nullable=False),
         Column("taken_at", Float, nullable=False),
     )
-    found = EventTables(p, md, events, snapshots)
-    _cache[prefix] = found
-    return found
+    return EventTables(p, md, events, snapshots)
 
 
 __all__ = ["EventTables", "event_tables"]

@@ -30,12 +30,11 @@ from sqlalchemy import (
     Table,
 )
 
-#: SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
-SEQ = BigInteger().with_variant(Integer(), "sqlite")
+from meshkit.basis.storage.tables import SEQ, TableSet, prefixed
 
 
 @dataclass(frozen=True, slots=True)
-class MessagingTables:
+class MessagingTables(TableSet):
     """The five tables of one prefix (and the :class:`MetaData` holding them)."""
 
     prefix: str
@@ -46,22 +45,10 @@ class MessagingTables:
     checkpoints: Table
     idempotency: Table
 
-    def all(self) -> tuple[Table, ...]:
-        return (self.outbox, self.leases, self.inbox, self.checkpoints, self.idempotency)
 
-
-_cache: dict[str, MessagingTables] = {}
-
-
-def tables_for(prefix: str) -> MessagingTables:
+@prefixed
+def tables_for(p: str, md: MetaData) -> MessagingTables:
     """The messaging tables of ``prefix`` (the same objects on every call)."""
-    found = _cache.get(prefix)
-    if found is not None:
-        return found
-    if not prefix.replace("_", "").isalnum() or not prefix[0].isalpha():
-        raise ValueError(f"table prefix {prefix!r} must be letters, digits and '_', starting with a letter")
-    md = MetaData()
-    p = prefix
     outbox = Table(
         f"{p}_outbox", md,
         Column("seq", SEQ, primary_key=True, autoincrement=True),
@@ -105,9 +92,7 @@ def tables_for(prefix: str) -> MessagingTables:
         Column("expires_at", Float, nullable=False),
         Index(f"ix_{p}_idempotency_expires_at", "expires_at"),
     )
-    found = MessagingTables(p, md, outbox, leases, inbox, checkpoints, idempotency)
-    _cache[prefix] = found
-    return found
+    return MessagingTables(p, md, outbox, leases, inbox, checkpoints, idempotency)
 
 
 __all__ = ["MessagingTables", "tables_for"]

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
 
-#: SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
-SEQ = BigInteger().with_variant(Integer(), "sqlite")
+from meshkit.basis.storage.tables import SEQ, TableSet, prefixed
 
 
 @dataclass(frozen=True, slots=True)
-class SagaTables:
+class SagaTables(TableSet):
     """The two tables of one prefix (and the :class:`MetaData` holding them)."""
 
     prefix: str
@@ -31,22 +30,10 @@ class SagaTables:
     instances: Table
     steps: Table
 
-    def all(self) -> tuple[Table, ...]:
-        return (self.instances, self.steps)
 
-
-_cache: dict[str, SagaTables] = {}
-
-
-def saga_tables(prefix: str) -> SagaTables:
+@prefixed
+def saga_tables(p: str, md: MetaData) -> SagaTables:
     """The saga tables of ``prefix`` (the same objects on every call)."""
-    found = _cache.get(prefix)
-    if found is not None:
-        return found
-    if not prefix or not prefix.replace("_", "").isalnum() or not prefix[0].isalpha():
-        raise ValueError(f"table prefix {prefix!r} must be letters, digits and '_', starting with a letter")
-    md = MetaData()
-    p = prefix
     instances = Table(
         f"{p}_saga_instances", md,
         Column("id", String(100), primary_key=True),
@@ -76,9 +63,7 @@ def saga_tables(prefix: str) -> SagaTables:
         Column("at", Float, nullable=False),
         Index(f"ix_{p}_saga_steps_saga", "saga_id", "seq"),
     )
-    found = SagaTables(p, md, instances, steps)
-    _cache[prefix] = found
-    return found
+    return SagaTables(p, md, instances, steps)
 
 
 __all__ = ["SagaTables", "saga_tables"]
