@@ -7,11 +7,11 @@ A test fails when the committed file drifts. Regenerate after changing an event:
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 from meshkit.basis.bus import asyncapi
+from meshkit.services.catalog import sdkdoc
 from meshkit.services.catalog.transport.routes import API_VERSION
 from meshkit.services.catalog_sdk.events import EVENTS
 
@@ -32,21 +32,12 @@ def render() -> bytes:
 
 def sdk_path() -> Path:
     """``catalog_sdk/asyncapi.json``."""
-    import meshkit.services.catalog_sdk as sdk
-
-    return Path(sdk.__file__).with_name("asyncapi.json")
+    return sdkdoc.sdk_file("asyncapi.json")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Print the document, or with ``--write`` store it in the SDK package."""
-    args = sys.argv[1:] if argv is None else argv
-    data = render()
-    if "--write" in args:
-        sdk_path().write_bytes(data)
-        print(f"wrote {sdk_path()}", file=sys.stderr)
-    else:
-        sys.stdout.buffer.write(data)
-    return 0
+    return sdkdoc.cli(argv, render, "asyncapi.json")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ drifts). Regenerate after changing an endpoint or a model::
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import orjson
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from meshkit.services.catalog import sdkdoc
 from meshkit.services.catalog.transport.routes import API_VERSION, ENDPOINTS, Endpoint
 
 _REF = "#/components/schemas/{model}"
@@ -70,9 +70,7 @@ def render() -> bytes:
 
 def sdk_path() -> Path:
     """Where the committed document lives: ``catalog_sdk/openapi.json``."""
-    import meshkit.services.catalog_sdk as sdk
-
-    return Path(sdk.__file__).with_name("openapi.json")
+    return sdkdoc.sdk_file("openapi.json")
 
 
 def _models() -> list[type[BaseModel]]:
@@ -126,14 +124,7 @@ def _operation(e: Endpoint) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Print the document, or with ``--write`` store it in the SDK package."""
-    args = sys.argv[1:] if argv is None else argv
-    data = render()
-    if "--write" in args:
-        sdk_path().write_bytes(data)
-        print(f"wrote {sdk_path()}", file=sys.stderr)
-    else:
-        sys.stdout.buffer.write(data)
-    return 0
+    return sdkdoc.cli(argv, render, "openapi.json")
 
 
 if __name__ == "__main__":
