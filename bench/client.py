@@ -25,12 +25,12 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from importlib.util import find_spec
+
+from bench._common import free_port, load, percentile, run, stop, wait_port
 
 PATH = "/products?limit=10"
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,47 +64,17 @@ def _serve(port: int) -> None:
                 loop="uvloop", http="httptools", lifespan="off")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def _wait_port(port: int, proc: asyncio.subprocess.Process, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.returncode is not None:
-            raise RuntimeError(f"upstream exited with code {proc.returncode} before listening")
-        try:
-            _r, w = await asyncio.open_connection("127.0.0.1", port)
-            w.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"upstream did not listen on port {port} within {timeout}s")
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 15)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-
-
 @contextlib.asynccontextmanager
 async def _starlette_upstream():
     from meshkit.basis.instance import Instance
     from meshkit.basis.registry.memory import MemoryRegistry
     from meshkit.basis.registry.view import RegistryView
 
-    port = _free_port()
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.client", "--serve", str(port),
                                                 cwd=_ROOT)
     try:
-        await _wait_port(port, proc)
+        await wait_port(port, proc)
         registry = MemoryRegistry("memory://bench-client")
         await registry.register(Instance("catalog", "bench-1", "127.0.0.1", port), ttl=600.0)
         view = await RegistryView(registry).start()
@@ -114,7 +84,7 @@ async def _starlette_upstream():
             await view.close()
             await registry.close()
     finally:
-        await _stop(proc)
+        await stop(proc)
 
 
 @contextlib.asynccontextmanager
@@ -148,36 +118,8 @@ async def _catalog_upstream():
                 await view.close()
             if registry is not None:
                 await registry.close()
-            await _stop(proc)
+            await stop(proc)
             await nats.stop()
-
-
-# -- load -------------------------------------------------------------------------------------
-
-
-async def _load(call: Callable[[], Awaitable[None]], seconds: float, concurrency: int) -> list[float]:
-    """Run ``call`` from ``concurrency`` workers for ``seconds``; latencies in seconds."""
-    latencies: list[float] = []
-    stop = time.perf_counter() + seconds
-    clock = time.perf_counter
-
-    async def worker() -> None:
-        record = latencies.append
-        while True:
-            t0 = clock()
-            if t0 >= stop:
-                return
-            await call()
-            record(clock() - t0)
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies
-
-
-def _pct(sorted_values: list[float], p: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(p * len(sorted_values)))]
 
 
 async def _run(seconds: float, concurrency: int, upstream: str) -> int:
@@ -232,12 +174,12 @@ async def _run(seconds: float, concurrency: int, upstream: str) -> int:
             sides = {"meshkit client": via_client, "raw aiohttp": via_aiohttp, "bare transport": via_transport}
             results: dict[str, tuple[int, float, list[float]]] = {name: (0, 0.0, []) for name in sides}
             for call in sides.values():  # warm every pool and code path
-                await _load(call, WARMUP, concurrency)
+                await load(call, WARMUP, concurrency)
             per_round = seconds / ROUNDS
             for _ in range(ROUNDS):
                 for name, call in sides.items():
                     t0 = time.perf_counter()
-                    lat = await _load(call, per_round, concurrency)
+                    lat = await load(call, per_round, concurrency)
                     elapsed = time.perf_counter() - t0
                     n, total, all_lat = results[name]
                     results[name] = (n + len(lat), total + elapsed, all_lat + lat)
@@ -253,7 +195,7 @@ async def _run(seconds: float, concurrency: int, upstream: str) -> int:
     for name, (n, total, lat) in results.items():
         lat.sort()
         rps = n / total
-        print(f"{name:<16} {n:>9} {rps:>9.0f} {_pct(lat, 0.5) * 1e3:>8.2f} {_pct(lat, 0.99) * 1e3:>8.2f} "
+        print(f"{name:<16} {n:>9} {rps:>9.0f} {percentile(lat, 0.5) * 1e3:>8.2f} {percentile(lat, 0.99) * 1e3:>8.2f} "
               f"{rps / base:>6.2f}x")
     return 0
 
@@ -269,13 +211,7 @@ def main(argv: list[str]) -> int:
     if args.serve:
         _serve(args.serve)
         return 0
-    try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    return runner(_run(args.seconds, args.concurrency, args.upstream))
+    return run(_run(args.seconds, args.concurrency, args.upstream))
 
 
 if __name__ == "__main__":

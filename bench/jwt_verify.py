@@ -13,12 +13,12 @@ Prints µs per verification and ratios against PyJWT. Bounded: about 10 s in all
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 
 import jwt
 
+from bench._common import run
 from meshkit.gateway.security import Authenticator
 from meshkit.gateway.security.testing import TokenIssuer
 
@@ -74,18 +74,12 @@ async def _measure(alg: str, cold_count: int) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> int:
-    try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
     started = time.perf_counter()
     print(f"token verification, µs per call (best of {REPEATS}; warm: {WARM_CALLS:,} calls; "
           f"cold: {', '.join(f'{a} {n}' for a, n in COLD_TOKENS.items())} fresh tokens)")
     print(f"{'alg':<7} {'case':<14} {'µs/verify':>10} {'speed-up vs pyjwt':>18} {'verifies/s':>12}")
     for alg, count in COLD_TOKENS.items():
-        results = runner(_measure(alg, count))
+        results = run(_measure(alg, count))
         base = results["pyjwt decode"]
         for case, us in results.items():
             print(f"{alg:<7} {case:<14} {us:>10.2f} {f'{base / us:.2f}×':>18} {1e6 / us:>12,.0f}")

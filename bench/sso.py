@@ -28,6 +28,8 @@ from pathlib import Path
 import httpx
 import jwt
 
+from bench._common import run
+
 CONCURRENCY = 4
 LOGIN_SECONDS = 6.0
 MINT_SECONDS = 1.5
@@ -142,15 +144,9 @@ async def _run(rows: list[tuple[str, str, float, float | None]]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
     started = time.perf_counter()
     rows: list[tuple[str, str, float, float | None]] = []
-    runner(_run(rows))
+    run(_run(rows))
     print(f"SSO (concurrency {CONCURRENCY}; logins are argon2-bound on purpose: argon2id m=19 MiB, t=2, p=1)")
     print(f"{'meshkit':<44} {'per s':>10}   {'peer':<22} {'per s':>10} {'ratio':>7}")
     for name, peer_name, value, peer in rows:
@@ -161,7 +157,7 @@ def main(argv: list[str]) -> int:
 
     print("\ngateway token verification (same token shape as the SSO's), µs per call:")
     print(f"{'case':<14} {'µs/verify':>10} {'speed-up vs pyjwt':>18}")
-    results = runner(jwt_verify._measure("EdDSA", 2000))
+    results = run(jwt_verify._measure("EdDSA", 2000))
     base = results["pyjwt decode"]
     for case, us in results.items():
         print(f"{case:<14} {us:>10.2f} {f'{base / us:.2f}×':>18}")
