@@ -4,6 +4,7 @@
   server named by ``MESHKIT_TEST_NATS_URL``).
 - ``postgres_url``: a fresh PostgreSQL database per session, or a skip that says why.
 - ``redis_url``: the local Redis, or a skip that says why.
+- ``database_url``: each test twice, on its own SQLite file and on the session's PostgreSQL.
 """
 
 from __future__ import annotations
@@ -71,6 +72,14 @@ def redis_url():
     if not _reachable(host, int(port)):
         pytest.skip(f"Redis not reachable at {REDIS_URL} (set MESHKIT_TEST_REDIS to run these)")
     return REDIS_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A SQLite file of the test's own, then (second run) the session's PostgreSQL database."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite+aiosqlite:///{tmp_path}/test.db"
 
 
 @pytest.fixture

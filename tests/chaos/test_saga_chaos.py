@@ -41,13 +41,6 @@ SCENARIOS = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "postgresql":
-        return request.getfixturevalue("postgres_url")
-    return f"sqlite+aiosqlite:///{tmp_path}/sagas.db"
-
-
 async def child(db: str, participants: str, prefix: str, owner: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "meshkit.basis.saga.demo", "--db", db, "--participants", participants,

@@ -126,13 +126,6 @@ def migrations(tmp_path_factory):
     sys.path.remove(str(root))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "postgresql":
-        return request.getfixturevalue("postgres_url")
-    return f"sqlite+aiosqlite:///{tmp_path}/events.db"
-
-
 @pytest.fixture
 async def engine(database_url, migrations):
     async with scratch_engine(database_url) as engine:

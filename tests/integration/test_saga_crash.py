@@ -101,13 +101,6 @@ async def run_case(db_url: str, prefix: str, tmp, index: int, scenario: str, dat
         await part_engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "postgresql":
-        return request.getfixturevalue("postgres_url")
-    return f"sqlite+aiosqlite:///{tmp_path}/sagas.db"
-
-
 async def test_sigkill_at_every_point_then_restart_ends_once_with_exact_effects(database_url, tmp_path):
     cases = CASES if database_url.startswith("sqlite") else PG_CASES
     await crash_matrix(database_url, tmp_path, cases)

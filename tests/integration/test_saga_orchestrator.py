@@ -33,13 +33,6 @@ from meshkit.basis.storage.testing import scratch_engine
 FAST = Backoff(base=0.01, cap=0.02)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "postgresql":
-        return request.getfixturevalue("postgres_url")
-    return f"sqlite+aiosqlite:///{tmp_path}/sagas.db"
-
-
 @pytest.fixture
 async def engine(database_url):
     async with scratch_engine(database_url) as engine:

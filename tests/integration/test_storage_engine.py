@@ -16,13 +16,6 @@ from meshkit.basis.storage import create_engine, session_factory, transaction
 from meshkit.basis.storage.testing import scratch_engine
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "postgresql":
-        return request.getfixturevalue("postgres_url")
-    return f"sqlite+aiosqlite:///{tmp_path}/storage.db"
-
-
 @pytest.fixture
 async def engine(database_url):
     async with scratch_engine(database_url) as engine:

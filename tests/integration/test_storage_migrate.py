@@ -20,13 +20,6 @@ CATALOG = "meshkit.services.catalog.adapters.migrations"
 HEAD = ScriptDirectory.from_config(alembic_config(CATALOG)).get_current_head()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "postgresql":
-        return request.getfixturevalue("postgres_url")
-    return f"sqlite+aiosqlite:///{tmp_path}/migrate.db"
-
-
 @pytest.fixture
 async def engine(database_url):
     async with scratch_engine(database_url) as engine:
