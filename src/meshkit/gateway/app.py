@@ -92,6 +92,11 @@ class Gateway:
     async def start(self) -> Gateway:
         """Connect, load routes, listen; raises :class:`ConfigError` on bad settings or routes."""
         s = self.settings
+        if s.api_keys_service and s.api_keys_file:
+            raise ConfigError(
+                f"API keys come from one place: GATEWAY_API_KEYS_SERVICE={s.api_keys_service!r} (keys owned by "
+                f"that service, e.g. the SSO) or GATEWAY_API_KEYS_FILE={s.api_keys_file!r} (a file of key hashes), "
+                "not both; unset one (under `meshkit up`, GATEWAY_API_KEYS_SERVICE= turns the SSO's keys off)")
         spec = load_routes(self.routes_path)  # fail before opening anything
         self._stamp = self._file_stamp()
         if self.view is None:
@@ -111,11 +116,20 @@ class Gateway:
         self.view.subscribe(self.pools.on_change)
         table = compile_table(spec, self.pools, str(self.routes_path))
         self.transport = HttpTransport(max_connections_per_host=s.upstream_max_connections)
-        if self.authenticator is None and (s.jwks_url or s.api_keys_file):
+        if self.authenticator is None and (s.jwks_url or s.api_keys_file or s.api_keys_service):
             from meshkit.gateway.security import Authenticator
 
+            api_keys = None
+            if s.api_keys_service:
+                # Keys live at the SSO: asked through discovery, cached for a TTL, an outage is 503.
+                from meshkit.gateway.ssokeys import SsoKeySource
+
+                api_keys = SsoKeySource(self.view, service=s.api_keys_service, caller=s.name,
+                                        ttl=s.api_keys_cache_ttl, timeout=s.api_keys_timeout)
+                self._owned.append(api_keys)  # closes its ServiceClient on stop
             self.authenticator = Authenticator(jwks_url=s.jwks_url, issuer=s.issuer, audience=s.audience,
-                                               leeway=s.leeway, api_keys_file=s.api_keys_file)
+                                               leeway=s.leeway, api_keys_file=s.api_keys_file or None,
+                                               api_keys=api_keys)
             await self.authenticator.start()
             self._owned.append(self.authenticator)
             if s.jwks_url:

@@ -31,7 +31,15 @@ class GatewaySettings(ServiceSettings):
     issuer: str | None = None
     audience: str | None = None
     leeway: float = 30.0
+    #: API keys from a YAML/JSON file of key hashes (deployments without an SSO).
     api_keys_file: str | None = None
+    #: The service that owns API keys (``sso`` under ``meshkit up``): keys are checked there,
+    #: cached for ``api_keys_cache_ttl`` seconds (a revoked key works at most that long).
+    #: Set this or ``api_keys_file``, not both.
+    api_keys_service: str | None = None
+    api_keys_cache_ttl: float = 10.0
+    #: Seconds a key lookup at that service may take before the request answers 503.
+    api_keys_timeout: float = 2.0
     #: ``memory://`` (per gateway) or ``redis://host:6379/0`` (shared by every gateway instance).
     rate_limit_url: str = "memory://"
 
