@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import textwrap
 from typing import ClassVar
 
 import pytest
 from sqlalchemy import func, inspect, select
 
+from helpers.migrations import write_migrations
 from meshkit.basis.bus import Bus, Envelope, Event
 from meshkit.basis.errors import Conflict, NotFound, Unprocessable
 from meshkit.basis.eventstore import (
@@ -95,34 +95,25 @@ def migrations(tmp_path_factory):
     """A service's own migrations package whose revision calls the outbox and event store migrations."""
     root = tmp_path_factory.mktemp("pkgs")
     name = f"estest_{os.urandom(3).hex()}"
-    pkg = root / name / "migrations"
-    (pkg / "versions").mkdir(parents=True)
-    (root / name / "__init__.py").write_text("")
-    (pkg / "__init__.py").write_text(f'VERSION_TABLE = "alembic_version_{name}"\n')
-    (pkg / "env.py").write_text("from meshkit.basis.storage.migrate import run_env\n\nrun_env()\n")
-    (pkg / "versions" / "b1_events.py").write_text(textwrap.dedent(f'''
-        from alembic import op
+    package = write_migrations(
+        root, f"{name}.migrations", "b1", version_table=f"alembic_version_{name}",
+        imports="""
+            from alembic import op
 
-        from meshkit.basis.eventstore import migration as eventstore
-        from meshkit.basis.outbox import migration as messaging
-
-        revision = "b1"
-        down_revision = None
-        branch_labels = None
-        depends_on = None
-
-
-        def upgrade():
+            from meshkit.basis.eventstore import migration as eventstore
+            from meshkit.basis.outbox import migration as messaging
+        """,
+        upgrade=f"""
             messaging.upgrade(op, "{PREFIX}", only=("outbox", "leases"))
             eventstore.upgrade(op, "{PREFIX}")
-
-
-        def downgrade():
+        """,
+        downgrade=f"""
             eventstore.downgrade(op, "{PREFIX}")
             messaging.downgrade(op, "{PREFIX}", only=("outbox", "leases"))
-    '''))
+        """,
+    )
     sys.path.insert(0, str(root))
-    yield f"{name}.migrations"
+    yield package
     sys.path.remove(str(root))
 
 

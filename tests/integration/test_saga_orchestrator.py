@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import textwrap
 
 import pytest
 from sqlalchemy import inspect, text
 
+from helpers.migrations import write_migrations
 from meshkit.basis.client.retry import Backoff
 from meshkit.basis.errors import GatewayTimeout, NotFound, Unprocessable
 from meshkit.basis.saga import (
@@ -278,31 +278,18 @@ async def _noop(ctx: StepContext):
 def saga_migrations(tmp_path_factory):
     root = tmp_path_factory.mktemp("sagapkgs")
     name = f"sagatest_{os.urandom(3).hex()}"
-    pkg = root / name / "migrations"
-    (pkg / "versions").mkdir(parents=True)
-    (root / name / "__init__.py").write_text("")
-    (pkg / "__init__.py").write_text(f'VERSION_TABLE = "alembic_version_{name}"\n')
-    (pkg / "env.py").write_text("from meshkit.basis.storage.migrate import run_env\n\nrun_env()\n")
-    (pkg / "versions" / "s1_sagas.py").write_text(textwrap.dedent('''
-        from alembic import op
+    package = write_migrations(
+        root, f"{name}.migrations", "s1", version_table=f"alembic_version_{name}",
+        imports="""
+            from alembic import op
 
-        from meshkit.basis.saga import migration as sagas
-
-        revision = "s1"
-        down_revision = None
-        branch_labels = None
-        depends_on = None
-
-
-        def upgrade():
-            sagas.upgrade(op, "orders")
-
-
-        def downgrade():
-            sagas.downgrade(op, "orders")
-    '''))
+            from meshkit.basis.saga import migration as sagas
+        """,
+        upgrade='sagas.upgrade(op, "orders")',
+        downgrade='sagas.downgrade(op, "orders")',
+    )
     sys.path.insert(0, str(root))
-    yield f"{name}.migrations"
+    yield package
     sys.path.remove(str(root))
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import textwrap
 
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
+from helpers.migrations import write_migrations
 from meshkit.basis.errors import ConfigError
 from meshkit.basis.storage import create_engine, current_revision, migrate
 from meshkit.basis.storage.migrate import alembic_config
@@ -30,35 +30,17 @@ async def engine(database_url):
 def other_service(tmp_path, monkeypatch):
     """A second service's migrations package (``ledger``), importable from tmp_path."""
     name = f"ledger_{tmp_path.name.replace('-', '_')}"
-    root = tmp_path / "pkgs" / name / "adapters" / "migrations"
-    (root / "versions").mkdir(parents=True)
-    (root.parent.parent / "__init__.py").write_text("")
-    (root.parent / "__init__.py").write_text("")
-    (root / "__init__.py").write_text('"""ledger migrations (no VERSION_TABLE: the name is derived)."""\n')
-    (root / "env.py").write_text("from meshkit.basis.storage.migrate import run_env\n\nrun_env()\n")
-    (root / "versions" / "a1_entries.py").write_text(
-        textwrap.dedent(
-            '''
+    package = write_migrations(
+        tmp_path / "pkgs", f"{name}.adapters.migrations", "a1",
+        imports="""
             import sqlalchemy as sa
             from alembic import op
-
-            revision = "a1"
-            down_revision = None
-            branch_labels = None
-            depends_on = None
-
-
-            def upgrade():
-                op.create_table("ledger_entries", sa.Column("id", sa.Integer, primary_key=True))
-
-
-            def downgrade():
-                op.drop_table("ledger_entries")
-            '''
-        )
+        """,
+        upgrade='op.create_table("ledger_entries", sa.Column("id", sa.Integer, primary_key=True))',
+        downgrade='op.drop_table("ledger_entries")',
     )
     monkeypatch.syspath_prepend(str(tmp_path / "pkgs"))
-    yield f"{name}.adapters.migrations", name
+    yield package, name
     for mod in [m for m in sys.modules if m.startswith(name)]:
         del sys.modules[mod]
 
