@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from helpers.waiting import until
 from meshkit.basis.instance import Instance
 from meshkit.basis.registry import Registry, RegistryEvent, open_registry
 from meshkit.basis.registry.registration import Registration
@@ -44,16 +45,6 @@ async def open_client(request, nats_server):
 
 async def next_event(it, timeout: float = 3.0) -> RegistryEvent:
     return await asyncio.wait_for(it.__anext__(), timeout)
-
-
-async def until(predicate, timeout: float, step: float = 0.005) -> float:
-    """Wait until ``predicate()`` is true; return the seconds it took."""
-    t0 = time.monotonic()
-    while not predicate():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(step)
-    return time.monotonic() - t0
 
 
 async def test_register_list_deregister(open_client):

@@ -14,6 +14,7 @@ import nats
 import pytest
 from nats.js.api import KeyValueConfig
 
+from helpers.waiting import until
 from meshkit.basis.errors import ConfigError, Unavailable
 from meshkit.basis.instance import Instance
 from meshkit.basis.natsd import EmbeddedNats, free_port
@@ -41,15 +42,6 @@ asyncio.run(main())
 
 def bucket_url(nats_url: str) -> str:
     return f"{nats_url}?bucket=t_{uuid.uuid4().hex[:10]}"
-
-
-async def until(predicate, timeout: float, step: float = 0.005) -> float:
-    t0 = time.monotonic()
-    while not predicate():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(step)
-    return time.monotonic() - t0
 
 
 async def test_sigkilled_process_disappears_within_3s_by_default(nats_server):
