@@ -43,6 +43,17 @@ def bad_email() -> Unprocessable:
                                    "type": "email"}])
 
 
+def _acceptable(email: str, password: str) -> str:
+    """The normalised address, or 422 for a bad address or a weak password."""
+    normal = normalise_email(email)
+    if normal is None:
+        raise bad_email()
+    problems = password_problems(password, normal)
+    if problems:
+        raise weak_password(problems)
+    return normal
+
+
 class Accounts:
     """User accounts over a :class:`UserStore` and a :class:`PasswordHasher`."""
 
@@ -62,12 +73,7 @@ class Accounts:
 
     async def signup(self, email: str, password: str, *, tenant: str | None = None) -> None:
         """Register ``email``; 422 for a bad address or a weak password, the same silence otherwise."""
-        normal = normalise_email(email)
-        if normal is None:
-            raise bad_email()
-        problems = password_problems(password, normal)
-        if problems:
-            raise weak_password(problems)
+        normal = _acceptable(email, password)
         encoded = await self._hasher.hash(password)
         now = self._clock()
         user = User(id=new_id("usr"), email=normal, password_hash=encoded, created_at=now, updated_at=now,
@@ -79,12 +85,7 @@ class Accounts:
 
     async def create(self, email: str, password: str, actor: str, *, tenant: str | None = None) -> User:
         """An administrator creates a user (409 ``duplicate`` here: the caller is trusted)."""
-        normal = normalise_email(email)
-        if normal is None:
-            raise bad_email()
-        problems = password_problems(password, normal)
-        if problems:
-            raise weak_password(problems)
+        normal = _acceptable(email, password)
         now = self._clock()
         user = User(id=new_id("usr"), email=normal, password_hash=await self._hasher.hash(password),
                     created_at=now, updated_at=now, tenant=tenant)
