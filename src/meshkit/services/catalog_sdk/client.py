@@ -16,7 +16,7 @@ reason ``version_mismatch``, details ``expected``/``current``),
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
@@ -67,14 +67,8 @@ class CatalogClient:
 
     async def iter_products(self, *, page_size: int = 100, **filters: Any) -> AsyncIterator[Product]:
         """Every product matching ``filters``, page after page."""
-        cursor: str | None = None
-        while True:
-            page = await self.list_products(limit=page_size, cursor=cursor, **filters)
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        async for item in iter_pages(self.list_products, page_size, filters):
+            yield item
 
     async def update_product(self, product_id: str, patch: ProductPatch, *, version: int | None = None) -> Product:
         """Change the given fields; with ``version``, only if the product is still at it (else 412)."""
@@ -93,6 +87,20 @@ class CatalogClient:
         headers = {"if-match": f'"{version}"'} if version is not None else None
         resp = await self._client.delete(self._service, _path(product_id), headers=headers, timeout=self._timeout)
         resp.raise_for_status()
+
+
+async def iter_pages(
+    list_products: Callable[..., Awaitable[ProductPage]], page_size: int, filters: dict[str, Any]
+) -> AsyncIterator[Product]:
+    """Every product ``list_products(limit=, cursor=, **filters)`` yields, following the cursor page after page."""
+    cursor: str | None = None
+    while True:
+        page = await list_products(limit=page_size, cursor=cursor, **filters)
+        for item in page.items:
+            yield item
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
 
 
 def _path(product_id: str) -> str:

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from meshkit.basis.errors import BadRequest, Conflict, NotFound, PreconditionFailed, Unprocessable
+from meshkit.services.catalog_sdk.client import iter_pages
 from meshkit.services.catalog_sdk.models import Product, ProductIn, ProductPage, ProductPatch, ProductQuery
 
 
@@ -49,14 +50,8 @@ class FakeCatalog:
         return ProductPage(items=[p.model_copy(deep=True) for p in page], next_cursor=next_cursor)
 
     async def iter_products(self, *, page_size: int = 100, **filters: Any) -> AsyncIterator[Product]:
-        cursor = None
-        while True:
-            page = await self.list_products(limit=page_size, cursor=cursor, **filters)
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        async for item in iter_pages(self.list_products, page_size, filters):
+            yield item
 
     async def update_product(self, product_id: str, patch: ProductPatch, *, version: int | None = None) -> Product:
         self.calls.append(("update_product", (product_id, patch, version)))
