@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from meshkit.basis.service import Service, run
-from meshkit.basis.storage import create_engine, migrate, ping, session_factory
+from meshkit.basis.storage import create_engine, session_factory, use_database
 from meshkit.sso.adapters import (
     MIGRATIONS,
     AesGcmSealer,
@@ -80,8 +80,9 @@ def build(settings: SsoSettings, *, publisher: Publisher | None = None) -> Servi
                          machines=machines, accounts=accounts, audit=audit, hasher=hasher)
     background: list[asyncio.Task[None]] = []
 
+    use_database(service, engine, MIGRATIONS)  # migrated before start(), disposed after stop()
+
     async def start(_service: Service) -> None:
-        await migrate(engine, MIGRATIONS)
         await keys.load()
         await tokens.load_revocations()
         if nats_publisher is not None:
@@ -103,14 +104,9 @@ def build(settings: SsoSettings, *, publisher: Publisher | None = None) -> Servi
                 await task
         if nats_publisher is not None:
             await nats_publisher.close()
-        await engine.dispose()
-
-    async def database() -> None:
-        await ping(engine)
 
     service.on_startup(start)
     service.on_shutdown(stop)
-    service.add_check("database", database)
     return service
 
 

@@ -3,8 +3,8 @@
 ::
 
     engine = create_engine(settings.database)          # sqlite+aiosqlite:/// or postgresql+asyncpg://
-    await migrate(engine, "meshkit.services.catalog.adapters.migrations")
-    service.add_check("database", lambda: ping(engine))
+    use_database(service, engine, "meshkit.services.catalog.adapters.migrations")
+    # = migrate on start, readiness check "database", engine disposed on stop
     sessions = session_factory(engine)
     async with transaction(sessions) as session:       # commit, or roll back and translate errors
         ...
@@ -12,6 +12,7 @@
 
 from meshkit.basis.storage.engine import SUPPORTED, create_engine, is_sqlite, parse_url, ping
 from meshkit.basis.storage.errors import translate, translate_errors
+from meshkit.basis.storage.lifecycle import use_database
 from meshkit.basis.storage.migrate import current_revision, default_version_table, migrate
 from meshkit.basis.storage.session import session_factory, transaction
 
@@ -28,4 +29,5 @@ __all__ = [
     "transaction",
     "translate",
     "translate_errors",
+    "use_database",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from meshkit.basis.bus import use_bus
 from meshkit.basis.outbox import Outbox, use_outbox
 from meshkit.basis.service import Service, run
-from meshkit.basis.storage import create_engine, migrate, ping, session_factory
+from meshkit.basis.storage import create_engine, session_factory, use_database
 from meshkit.services.catalog.adapters import MIGRATIONS, SqlProductRepository
 from meshkit.services.catalog.app import Products
 from meshkit.services.catalog.settings import CatalogSettings
@@ -32,18 +32,7 @@ def build(settings: CatalogSettings) -> Service:
     service = Service(settings, routes=routes(products), version=settings.version)
     service.state.update(engine=engine, products=products)
 
-    async def apply_migrations(_service: Service) -> None:
-        await migrate(engine, MIGRATIONS)
-
-    async def close_engine(_service: Service) -> None:
-        await engine.dispose()
-
-    async def database() -> None:
-        await ping(engine)
-
-    service.on_startup(apply_migrations)
-    service.on_shutdown(close_engine)  # shutdown hooks run newest first: the engine closes last
-    service.add_check("database", database)
+    use_database(service, engine, MIGRATIONS)  # before the bus and the outbox: the engine closes last
     # Publishing goes through the outbox: NATS down must not stop writes, so NATS is not required.
     bus = use_bus(service, required=False)
     bus.publishes(*EVENTS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from meshkit.basis.bus import use_bus
 from meshkit.basis.projection import keep_copy
 from meshkit.basis.service import Service, run
-from meshkit.basis.storage import create_engine, migrate, ping, session_factory
+from meshkit.basis.storage import create_engine, session_factory, use_database
 from meshkit.services.catalog_sdk.events import PRODUCT_EVENTS
 from meshkit.services.storefront.adapters import MIGRATIONS, ProductCopy, product_copy, product_row
 from meshkit.services.storefront.settings import StorefrontSettings
@@ -24,18 +24,7 @@ def build(settings: StorefrontSettings) -> Service:
     service = Service(settings, routes=routes(ProductCopy(sessions)), version=settings.version)
     service.state.update(engine=engine)
 
-    async def apply_migrations(_service: Service) -> None:
-        await migrate(engine, MIGRATIONS)
-
-    async def close_engine(_service: Service) -> None:
-        await engine.dispose()
-
-    async def database() -> None:
-        await ping(engine)
-
-    service.on_startup(apply_migrations)
-    service.on_shutdown(close_engine)
-    service.add_check("database", database)
+    use_database(service, engine, MIGRATIONS)
     # The copy is served even while NATS is away (it is stale, not gone).
     bus = use_bus(service, required=False)
     keep_copy(service, bus, sessions, table=product_copy, pattern=PRODUCT_EVENTS, row=product_row)
