@@ -35,6 +35,7 @@ class Outbox:
         self.prefix = prefix
         self.source = source
         self.table = tables_for(prefix).outbox
+        self._insert = insert(self.table)  # built once: each add only binds its values
         self._listeners: list[Callable[[], None]] = []
 
     def on_commit(self, listener: Callable[[], None]) -> None:
@@ -56,13 +57,14 @@ class Outbox:
         """
         env = envelope(event, source=self.source)
         await session.execute(
-            insert(self.table).values(
-                event_id=env.id,
-                subject=subject or env.type,
-                aggregate_id=aggregate_id,
-                body=env.to_json(),
-                created_at=time.time(),
-            )
+            self._insert,
+            {
+                "event_id": env.id,
+                "subject": subject or env.type,
+                "aggregate_id": aggregate_id,
+                "body": env.to_json(),
+                "created_at": time.time(),
+            },
         )
         if self._listeners and not session.info.get(_WAKE_KEY):
             session.info[_WAKE_KEY] = True

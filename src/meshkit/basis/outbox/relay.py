@@ -9,10 +9,20 @@ beyond the database the service already has.)
 Each round reads up to ``batch`` unsent rows in ``seq`` order and publishes
 them pipelined, in waves: a wave holds at most one event per aggregate, so the
 events of one aggregate reach the stream in order; when an event fails, the
-later events of its aggregate wait for the next round. Every publish carries
-``Nats-Msg-Id`` = event id, so a relay that dies between publishing and marking
-(or a redelivery by another holder) is dropped as a duplicate by JetStream
-within the duplicate window, and by the consumers' inbox after it.
+later events of its aggregate wait for the next round. While events keep
+coming (a commit lands during the round), ``sent_at`` is written for the rows of
+several rounds at once — at the latest every ``mark_interval`` seconds or
+``batch`` rows, in one ``UPDATE`` (rounds in between read past the last
+published ``seq``); when the outbox goes quiet, at once. Under load that is a
+few writes a second instead of one per round, which matters most on
+SQLite, where the relay's write would otherwise queue for the lock behind every
+business transaction of the service. Rounds start at most every ``linger``
+seconds (10 ms): a lone event goes at once, a steady stream costs a read per
+few events rather than one per commit. Every publish carries
+``Nats-Msg-Id`` = event id, so an event published again — by a relay that died
+between publishing and marking (at most the last ``mark_interval``'s events),
+or by another holder — is dropped as a duplicate by JetStream within the
+duplicate window, and by the consumers' inbox after it.
 
 NATS down: writes keep succeeding (they only touch the database); publishing
 fails, the relay backs off and retries, and ``backlog`` (gauge
@@ -51,6 +61,8 @@ class Relay:
         batch: int = 500,
         lease_ttl: float = 10.0,
         poll: float = 0.5,
+        mark_interval: float = 0.1,
+        linger: float = 0.01,
         publish_timeout: float = 5.0,
         retention: float = 3600.0,
         metrics: Any = None,
@@ -61,6 +73,8 @@ class Relay:
         self.table = outbox.table
         self.batch = batch
         self.poll = poll
+        self.mark_interval = mark_interval
+        self.linger = linger
         self.publish_timeout = publish_timeout
         self.retention = retention
         self.lease = Lease(sessions, prefix=outbox.prefix, name="outbox", holder=holder, ttl=lease_ttl)
@@ -72,6 +86,9 @@ class Relay:
         self._stopping = False
         self._last_count = 0.0
         self._last_purge = time.monotonic()
+        self._marks: list[int] = []  # published, sent_at not yet written
+        self._marked_at = time.monotonic()
+        self._cursor = 0  # rounds between two marks read after the last seq they published
         self._gauge = self._counter = None
         if metrics is not None:
             self._gauge = metrics.gauge("meshkit_outbox_backlog", "Events in the outbox not yet published.")
@@ -98,31 +115,52 @@ class Relay:
             except (TimeoutError, asyncio.CancelledError):
                 task.cancel()
         with contextlib.suppress(Exception):
+            await self._mark()  # else the next holder publishes them again (dropped as duplicates)
+        with contextlib.suppress(Exception):
             await self.lease.release()
 
     async def _loop(self) -> None:
         pause = 0.1
+        started = 0.0
         while not self._stopping:
+            # Rounds start at most every ``linger`` seconds: the first event after a quiet
+            # spell goes at once, a stream of them is published (and read) in batches.
+            gap = started + self.linger - time.monotonic()
+            if gap > 0:
+                await asyncio.sleep(gap)
+            started = time.monotonic()
             # Cleared before the round reads, not after: a commit landing while the
             # round runs sets it again and the next round starts at once.
             self._wake.clear()
             try:
-                sent = await self.run_once()
+                sent = await self._round()
+                # Marks wait only while more events keep coming (a commit woke us during
+                # the round): the next round's publishes share the UPDATE. Once quiet, at once.
+                if self._marks and (not self._wake.is_set() or len(self._marks) >= self.batch
+                                    or time.monotonic() - self._marked_at >= self.mark_interval):
+                    await self._mark()
                 pause = 0.1
             except Exception as exc:  # database or NATS trouble: back off, keep the rows
                 self.failures += 1
                 logger.warning("outbox relay: round failed (%s); retrying in %.1fs", exc, pause)
-                sent = 0
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 5.0)
                 continue
             if sent >= self.batch or self._stopping:
                 continue  # more waiting: no sleep
+            wait = self.poll
+            if self._marks:  # wake up in time to write the marks down
+                wait = max(0.0, min(wait, self._marked_at + self.mark_interval - time.monotonic()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll)
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     async def run_once(self) -> int:
         """One round: renew the lease, publish up to ``batch`` pending events, mark them; the number sent."""
+        sent = await self._round()
+        await self._mark()
+        return sent
+
+    async def _round(self) -> int:
         await self._count_backlog()
         if not self.bus.connected:  # NATS down or not reached yet: the rows wait, the backlog shows it
             return 0
@@ -133,20 +171,24 @@ class Relay:
             rows = (
                 await session.execute(
                     select(t.c.seq, t.c.event_id, t.c.subject, t.c.aggregate_id, t.c.body)
-                    .where(t.c.sent_at.is_(None))
+                    .where(t.c.sent_at.is_(None), t.c.seq > self._cursor)
                     .order_by(t.c.seq)
                     .limit(self.batch)
                 )
             ).all()
         if not rows:
-            await self._maybe_purge()
+            if not self._marks:
+                await self._maybe_purge()
             return 0
         sent, error = await self._publish(rows)
+        self._marks.extend(sent)
+        if error is None:
+            self._cursor = rows[-1].seq  # all published: the next round reads what came after
+        else:
+            # Some aggregates stopped at a failed event: write down what went out, then
+            # read from the start again (only the events not sent are left there).
+            await self._mark()
         if sent:
-            now = time.time()
-            async with transaction(self.sessions) as session:
-                for i in range(0, len(sent), 400):
-                    await session.execute(update(t).where(t.c.seq.in_(sent[i : i + 400])).values(sent_at=now))
             self.published += len(sent)
             self.backlog = max(0, self.backlog - len(sent))
             if self._counter is not None:
@@ -156,6 +198,21 @@ class Relay:
         if error is not None and not sent:
             raise error
         return len(sent)
+
+    async def _mark(self) -> None:
+        """Write ``sent_at`` on the published rows (one statement per few hundred) and rewind the cursor."""
+        marks = self._marks
+        if marks:
+            t = self.table
+            now = time.time()
+            async with transaction(self.sessions) as session:
+                for i in range(0, len(marks), 400):
+                    await session.execute(update(t).where(t.c.seq.in_(marks[i : i + 400])).values(sent_at=now))
+            self._marks = []
+        self._marked_at = time.monotonic()
+        # From the start again: an event whose transaction committed after a later
+        # one's (PostgreSQL hands out seq before commit) is not skipped.
+        self._cursor = 0
 
     async def _publish(self, rows: list[Any]) -> tuple[list[int], Exception | None]:
         """Publish in waves of one event per aggregate; the seqs acknowledged, and the first error."""
@@ -207,7 +264,8 @@ class Relay:
         self._last_count = now
         t = self.table
         async with transaction(self.sessions, write=False) as session:
-            self.backlog = int((await session.execute(select(func.count()).where(t.c.sent_at.is_(None)))).scalar_one())
+            unsent = int((await session.execute(select(func.count()).where(t.c.sent_at.is_(None)))).scalar_one())
+        self.backlog = max(0, unsent - len(self._marks))
         if self._gauge is not None:
             self._gauge.set(self.backlog)
 
@@ -216,6 +274,9 @@ class Relay:
         if time.monotonic() - self._last_purge < 60.0:
             return
         self._last_purge = time.monotonic()
+        self._marks: list[int] = []  # published, sent_at not yet written
+        self._marked_at = time.monotonic()
+        self._cursor = 0  # rounds between two marks read after the last seq they published
         t = self.table
         async with transaction(self.sessions) as session:
             await session.execute(delete(t).where(t.c.sent_at.is_not(None), t.c.sent_at < time.time() - self.retention))
