@@ -162,7 +162,7 @@ class Bus:
         try:
             self.nc = await nats.connect(
                 self.url, name=self.source, connect_timeout=timeout, max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5, allow_reconnect=True, error_cb=_quiet, disconnected_cb=_disconnected,
+                reconnect_time_wait=0.5, allow_reconnect=True, error_cb=_quiet, disconnected_cb=self._disconnected,
             )
         except Exception as exc:
             raise Unavailable(f"cannot reach NATS at {self.url}: {exc}; is it running (meshkit up)?",
@@ -171,6 +171,10 @@ class Bus:
         for spec in (DLQ, *self._streams.values()):
             await self.ensure(spec)
         return self
+
+    async def _disconnected(self) -> None:
+        if self.nc is not None:  # not when we close it ourselves (close() drops nc first)
+            logger.warning("nats: disconnected; reconnecting")
 
     async def ensure(self, spec: StreamSpec) -> None:
         """Create or update ``spec``'s stream (once per bus)."""
@@ -297,10 +301,6 @@ class Bus:
 
 async def _quiet(exc: Exception) -> None:
     logger.debug("nats: %s", exc)
-
-
-async def _disconnected() -> None:
-    logger.warning("nats: disconnected; reconnecting")
 
 
 def use_bus(service: Service, *, streams: Iterable[StreamSpec] = (), required: bool = True) -> Bus:

@@ -65,6 +65,9 @@ class HandlerSpec:
     start: Start = "all"
     #: Largest number of unacknowledged messages across all instances (JetStream's max_ack_pending).
     max_ack_pending: int = 1000
+    #: Batch handlers only: after a short batch, wait this long before fetching again, so a
+    #: steady stream is applied in batches of several events (one transaction each) rather than one.
+    linger: float = 0.01
 
 
 def consumer_config(spec: HandlerSpec) -> ConsumerConfig:
@@ -145,7 +148,14 @@ class Consumer:
 
     async def _loop(self) -> None:
         pause = 0.1
+        started = 0.0
+        batch = getattr(self.spec.fn, "batch", None)
         while not self._stopping:
+            if batch is not None:  # fetch at most every `linger` seconds (see HandlerSpec.linger)
+                gap = started + self.spec.linger - time.monotonic()
+                if gap > 0:
+                    await asyncio.sleep(gap)
+                started = time.monotonic()
             self._fetching = True
             try:
                 msgs = await self._sub.fetch(self.spec.batch, timeout=1.0)
@@ -163,7 +173,6 @@ class Consumer:
             finally:
                 self._fetching = False
             pause = 0.1
-            batch = getattr(self.spec.fn, "batch", None)
             if batch is not None and len(msgs) > 1:
                 await self.process_batch(msgs, batch)
             elif self.spec.concurrency <= 1:
