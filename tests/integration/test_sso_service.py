@@ -16,27 +16,22 @@ import time
 import uuid
 
 import httpx
-import nats
 import orjson
 import pytest
 
+from helpers.sso import (
+    PASSWORD,
+    Revocations,
+    admin,
+    bearer,
+    email,
+    ip,
+    jti_of,
+    settings_for,
+    signup_login,
+)
 from meshkit.basis.testing import running
 from meshkit.sso.main import build
-from meshkit.sso.settings import SsoSettings
-
-PASSWORD = "tram-violet-ankle-93"
-KEK = base64.urlsafe_b64encode(os.urandom(32)).decode()
-
-
-def settings_for(url: str, nats_url: str, tmp, **extra) -> SsoSettings:
-    values = dict(
-        database_url=url, nats_url=nats_url, registry_url=f"memory://sso-{uuid.uuid4().hex[:6]}", data_dir=tmp,
-        argon2_time_cost=1, argon2_memory_kib=256, key_encryption_key=KEK, admin_password="admin-password-for-tests",
-        access_log=False, throttle_base_delay=0.3, throttle_max_delay=2.0, account_free_failures=3,
-        account_lockout_after=6, ip_free_failures=8, ip_lockout_after=40, lockout_seconds=30,
-    )
-    values.update(extra)
-    return SsoSettings(**values)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -57,65 +52,6 @@ async def sso(database_url, tmp_path_factory, nats_server):
         svc.state["url"], svc.state["settings"] = url, settings
         yield svc, client
         await client.aclose()
-
-
-def ip() -> dict[str, str]:
-    """A client address of its own for one test (the gateway appends the real one last)."""
-    return {"x-forwarded-for": f"10.{os.urandom(1)[0]}.{os.urandom(1)[0]}.{os.urandom(1)[0]}"}
-
-
-def email() -> str:
-    return f"user-{uuid.uuid4().hex[:10]}@Example.com"
-
-
-def bearer(pair: dict) -> dict[str, str]:
-    return {"authorization": f"Bearer {pair['access_token']}"}
-
-
-async def signup_login(c: httpx.AsyncClient, address: str | None = None, headers=None) -> tuple[str, dict]:
-    address = address or email()
-    assert (await c.post("/v1/signup", json={"email": address, "password": PASSWORD})).status_code == 202
-    r = await c.post("/v1/login", json={"email": address.upper(), "password": PASSWORD}, headers=headers or ip())
-    assert r.status_code == 200, r.text
-    return address, r.json()
-
-
-async def admin(c: httpx.AsyncClient) -> dict[str, str]:
-    r = await c.post("/v1/login", json={"email": "admin@meshkit.local", "password": "admin-password-for-tests"},
-                     headers=ip())
-    assert r.status_code == 200, r.text
-    return bearer(r.json())
-
-
-class Revocations:
-    """Listens on sso.revoked like a gateway would."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, float] = {}
-
-    async def __aenter__(self):
-        self.nc = await nats.connect(self.url)
-        await self.nc.subscribe("sso.revoked", cb=self._on)
-        await self.nc.flush()
-        return self
-
-    async def _on(self, msg) -> None:
-        doc = orjson.loads(msg.data)
-        self.seen[doc["jti"]] = doc["exp"]
-
-    async def __aexit__(self, *exc):
-        await self.nc.close()
-
-    async def wait_for(self, jti: str, timeout: float = 1.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while jti not in self.seen and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        return jti in self.seen
-
-
-def jti_of(token: str) -> str:
-    payload = token.split(".")[1]
-    return orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"]
 
 
 async def test_signup_login_userinfo_and_the_same_answer_for_a_taken_address(sso):
