@@ -134,9 +134,6 @@ class SystemDef(BaseModel):
         """The service called ``name``, if the system has one."""
         return next((s for s in self.services if s.name == name), None)
 
-    def instance_count(self) -> int:
-        return sum(s.instances for s in self.services)
-
 
 def system_path(path: str | os.PathLike[str] | None = None) -> Path:
     """The file to load: ``path``, else ``$MESHKIT_SYSTEM``, else the packaged default."""

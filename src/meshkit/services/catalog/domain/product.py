@@ -37,9 +37,6 @@ class ProductChanges:
     price_amount: Decimal | str | int | None = None
     price_currency: str | None = None
 
-    def is_empty(self) -> bool:
-        return all(v is None for v in (self.name, self.description, self.sku, self.price_amount, self.price_currency))
-
 
 @dataclass(frozen=True, slots=True)
 class Product:
