@@ -1,22 +1,28 @@
 """Events end to end: raw nats-py JetStream vs meshkit's outbox → relay → consumer with inbox.
 
-- raw: ``js.publish`` (awaiting each ack) from a producer task, a durable pull
-  consumer fetching batches and acking each message.
-- meshkit: two services, each with its own database (SQLite: two files;
-  PostgreSQL: a schema each) and its own NATS connection. The producer commits
-  one event per database transaction through ``Outbox.add``; its relay (woken
-  on commit) publishes with dedup ids and marks rows sent; the consumer's bus
-  handler is wrapped in ``Inbox.handler``, which applies each fetched batch in
-  one transaction (effect rows + inbox ids), then acks.
+Both sides run as two processes, as two services would: a producer process and
+a consumer process, each with its own NATS connection.
+
+- raw: the producer ``js.publish``-es one event at a time, awaiting each ack; the
+  consumer is a durable pull consumer fetching batches and acking each message.
+- meshkit: each service has its own database (SQLite: two files; PostgreSQL: a
+  schema each). The producer commits one event per database transaction through
+  ``Outbox.add``; its relay (in the producer's process, woken on commit)
+  publishes with dedup ids and marks rows sent; the consumer's bus handler is
+  wrapped in ``Inbox.handler``, which applies each fetched batch in one
+  transaction (effect rows + inbox ids), then acks.
 
 Latency is from the producer taking the event (before publish / before the
-transaction) to the consumer having applied it (ack sent / inbox committed).
+transaction) to the consumer having applied it (ack sent / inbox committed),
+on the wall clock both processes share. Events/s is ``N`` over the time from
+the first event taken to the last one applied.
 Run: ``python -m bench.events [N]`` (default 2000 events per case; < 60 s).
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import shutil
 import socket
@@ -24,9 +30,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
+
+from meshkit.basis.bus import Event
 
 PG_DSN = os.environ.get("MESHKIT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+class Timed(Event):
+    """The benchmark's event: a number and the wall-clock time the producer took it."""
+
+    type_name: ClassVar[str] = "benchmk.event.timed"
+    i: int
+    t: float
 
 
 def _pg_up() -> bool:
@@ -37,7 +53,25 @@ def _pg_up() -> bool:
         return False
 
 
-async def _raw(url: str, n: int) -> tuple[float, list[float]]:
+def _loop_run(coro: Any) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+def _consumer_process(kind: str, url: str, db: str, n: int, conn: Any) -> None:
+    """The consumer service's process: signals ``ready`` when subscribed, then sends (finished_at, latencies)."""
+    coro = _raw_consume(url, n, conn) if kind == "raw" else _inbox_consume(url, db, n, conn)
+    try:
+        conn.send(_loop_run(coro))
+    except Exception as exc:  # shown by the parent
+        conn.send(exc)
+
+
+async def _raw_consume(url: str, n: int, conn: Any) -> tuple[float, list[float]]:
     import nats
     import orjson
 
@@ -45,59 +79,37 @@ async def _raw(url: str, n: int) -> tuple[float, list[float]]:
     js = nc.jetstream()
     await js.add_stream(name="BENCHRAW", subjects=["benchraw.>"])
     sub = await js.pull_subscribe("benchraw.e", durable="raw", stream="BENCHRAW")
+    conn.send("ready")
     lat: list[float] = []
-    done = asyncio.Event()
-
-    async def consume() -> None:
-        while len(lat) < n:
-            try:
-                msgs = await sub.fetch(256, timeout=1.0)
-            except Exception:
-                continue
-            for m in msgs:
-                sent = orjson.loads(m.data)["t"]
-                await m.ack()
-                lat.append(time.perf_counter() - sent)
-        done.set()
-
-    task = asyncio.create_task(consume())
-    start = time.perf_counter()
-    for i in range(n):
-        await js.publish("benchraw.e", orjson.dumps({"i": i, "t": time.perf_counter()}), headers={"Nats-Msg-Id": f"r{i}"})
-    await asyncio.wait_for(done.wait(), 60)
-    elapsed = time.perf_counter() - start
-    await task
+    while len(lat) < n:
+        try:
+            msgs = await sub.fetch(256, timeout=1.0)
+        except Exception:
+            continue
+        for m in msgs:
+            sent = orjson.loads(m.data)["t"]
+            await m.ack()
+            lat.append(time.time() - sent)
+    finished = time.time()
     await nc.close()
-    return elapsed, lat
+    return finished, lat
 
 
-async def _meshkit(url: str, producer_db: str, consumer_db: str, n: int) -> tuple[float, list[float]]:
+async def _inbox_consume(url: str, db: str, n: int, conn: Any) -> tuple[float, list[float]]:
     from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
-    from meshkit.basis.bus import Bus, Envelope, Event
+    from meshkit.basis.bus import Bus, Envelope
     from meshkit.basis.inbox import Inbox
-    from meshkit.basis.outbox import Outbox, Relay
     from meshkit.basis.outbox.testing import create_tables
-    from meshkit.basis.storage import session_factory, transaction
+    from meshkit.basis.storage import session_factory
     from meshkit.basis.storage.testing import scratch_engine
-
-    class Timed(Event):
-        type_name: ClassVar[str] = "benchmk.event.timed"
-        i: int
-        t: float
 
     md = MetaData()
     effects = Table("bench_effects", md, Column("id", Integer, primary_key=True), Column("event_id", String(64)))
-    # Two services, as in production: the producer (its database, its outbox, its relay
-    # on its own NATS connection) and the consumer (its own database with the inbox).
-    async with scratch_engine(producer_db) as p_engine, scratch_engine(consumer_db) as c_engine:
-        await create_tables(p_engine, "benchp")
-        await create_tables(c_engine, "benchc", extra=md)
-        p_sessions, c_sessions = session_factory(p_engine), session_factory(c_engine)
-        outbox = Outbox("benchp", source="benchp")
-        p_bus, c_bus = Bus(url, source="benchp"), Bus(url, source="benchc")
-        relay = Relay(outbox, p_sessions, p_bus, holder="bench", poll=0.05)
-        inbox = Inbox(c_sessions, prefix="benchc", consumer="bench")
+    async with scratch_engine(db) as engine:
+        await create_tables(engine, "benchc", extra=md)
+        inbox = Inbox(session_factory(engine), prefix="benchc", consumer="bench")
+        bus = Bus(url, source="benchc")
         lat: list[float] = []
         done = asyncio.Event()
 
@@ -106,26 +118,92 @@ async def _meshkit(url: str, producer_db: str, consumer_db: str, n: int) -> tupl
             await session.execute(insert(effects).values(event_id=event.id))
 
         def committed(events) -> None:  # after the inbox transaction committed
-            now = time.perf_counter()
+            now = time.time()
             lat.extend(now - e.data.t for e in events)
             if len(lat) >= n:
                 done.set()
 
         inbox.on_commit(committed)
-        c_bus.subscribe("benchmk.event.timed", apply, durable="bench", batch=256)
-        await p_bus.connect()
-        await c_bus.start()
-        await relay.start()
-        start = time.perf_counter()
-        for i in range(n):
-            async with transaction(p_sessions) as session:
-                await outbox.add(session, Timed(i=i, t=time.perf_counter()), aggregate_id=f"a{i % 16}")
+        bus.subscribe("benchmk.event.timed", apply, durable="bench", batch=256)
+        await bus.start()
+        conn.send("ready")
         await asyncio.wait_for(done.wait(), 60)
-        elapsed = time.perf_counter() - start
-        await relay.stop()
-        await c_bus.close()
-        await p_bus.close()
-        return elapsed, lat
+        finished = time.time()
+        await bus.close()
+        return finished, lat
+
+
+async def _side_by_side(kind: str, url: str, db: str, n: int, produce: Any) -> tuple[float, list[float]]:
+    """Start the consumer process, run ``produce()`` here once it is ready; (elapsed, latencies)."""
+    ctx = multiprocessing.get_context("spawn")
+    mine, theirs = ctx.Pipe()
+    child = ctx.Process(target=_consumer_process, args=(kind, url, db, n, theirs), daemon=True)
+    child.start()
+    loop = asyncio.get_running_loop()
+    try:
+        if not await loop.run_in_executor(None, mine.poll, 30):
+            raise RuntimeError("the consumer process did not start in 30 s")
+        ready = mine.recv()
+        if isinstance(ready, Exception):
+            raise ready
+        start = time.time()
+        await produce()
+        if not await loop.run_in_executor(None, mine.poll, 60):
+            raise RuntimeError("the consumer did not receive every event in 60 s")
+        result = mine.recv()
+        if isinstance(result, Exception):
+            raise result
+        finished, lat = result
+        return finished - start, lat
+    finally:
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+
+
+async def _raw(url: str, n: int) -> tuple[float, list[float]]:
+    import nats
+    import orjson
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+
+    async def produce() -> None:
+        for i in range(n):
+            await js.publish("benchraw.e", orjson.dumps({"i": i, "t": time.time()}), headers={"Nats-Msg-Id": f"r{i}"})
+
+    try:
+        return await _side_by_side("raw", url, "", n, produce)
+    finally:
+        await nc.close()
+
+
+async def _meshkit(url: str, producer_db: str, consumer_db: str, n: int) -> tuple[float, list[float]]:
+    from meshkit.basis.bus import Bus
+    from meshkit.basis.outbox import Outbox, Relay
+    from meshkit.basis.outbox.testing import create_tables
+    from meshkit.basis.storage import session_factory, transaction
+    from meshkit.basis.storage.testing import scratch_engine
+
+    async with scratch_engine(producer_db) as engine:
+        await create_tables(engine, "benchp")
+        sessions = session_factory(engine)
+        outbox = Outbox("benchp", source="benchp")
+        bus = Bus(url, source="benchp")
+        relay = Relay(outbox, sessions, bus, holder="bench", poll=0.05)
+        await bus.connect()
+        await relay.start()
+
+        async def produce() -> None:
+            for i in range(n):
+                async with transaction(sessions) as session:
+                    await outbox.add(session, Timed(i=i, t=time.time()), aggregate_id=f"a{i % 16}")
+
+        try:
+            return await _side_by_side("meshkit", url, consumer_db, n, produce)
+        finally:
+            await relay.stop()
+            await bus.close()
 
 
 async def _producer_alone(db: str, n: int) -> float:
@@ -212,14 +290,10 @@ def main(argv: list[str]) -> int:
     """Run both sides with ``argv[0]`` events each (default 2000) and print the table."""
     n = int(argv[0]) if argv else 2000
     started = time.perf_counter()
-    try:
-        import uvloop
-
-        rows = uvloop.run(_run(n))
-    except ImportError:
-        rows = asyncio.run(_run(n))
+    rows = _loop_run(_run(n))
     base = rows[0][1]
-    print(f"events end to end, {n:,} per case (one event per producer transaction on the meshkit side)")
+    print(f"events end to end, {n:,} per case, producer and consumer in two processes "
+          "(one event per producer transaction on the meshkit side)")
     print(f"{'case':<34} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'× raw':>7}")
     for name, rate, p50, p99 in rows:
         lat = f"{p50:>8.2f} {p99:>8.2f}" if p50 is not None and p99 is not None else f"{'-':>8} {'-':>8}"
