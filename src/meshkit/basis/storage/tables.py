@@ -4,17 +4,17 @@ The messaging, event store and saga tables all live in the service's own
 database under its prefix; this module holds what they share::
 
     @dataclass(frozen=True, slots=True)
-    class SagaTables(TableSet):
+    class AuditTables(TableSet):
         prefix: str
         metadata: MetaData
-        instances: Table
-        steps: Table
+        audit: Table
 
     @prefixed
-    def saga_tables(p: str, md: MetaData) -> SagaTables:
-        return SagaTables(p, md, Table(f"{p}_saga_instances", md, ...), Table(f"{p}_saga_steps", md, ...))
+    def audit_tables(p: str, md: MetaData) -> AuditTables:
+        return AuditTables(p, md, Table(f"{p}_audit", md, Column("seq", SEQ, primary_key=True), ...))
 
-    saga_tables("orders")       # checked, built on the first call, the same objects afterwards
+    audit_tables("orders")      # checked, built on the first call, the same objects afterwards
+    audit_tables("orders").all()  # (orders_audit,): the tables in field order
 """
 
 from __future__ import annotations
