@@ -17,7 +17,7 @@ published ``seq``); when the outbox goes quiet, at once. Under load that is a
 few writes a second instead of one per round, which matters most on
 SQLite, where the relay's write would otherwise queue for the lock behind every
 business transaction of the service. Rounds start at most every ``linger``
-seconds (10 ms): a lone event goes at once, a steady stream costs a read per
+seconds (25 ms): a lone event goes at once, a steady stream costs a read per
 few events rather than one per commit. Every publish carries
 ``Nats-Msg-Id`` = event id, so an event published again — by a relay that died
 between publishing and marking (at most the last ``mark_interval``'s events),
@@ -62,7 +62,7 @@ class Relay:
         lease_ttl: float = 10.0,
         poll: float = 0.5,
         mark_interval: float = 0.1,
-        linger: float = 0.01,
+        linger: float = 0.025,
         publish_timeout: float = 5.0,
         retention: float = 3600.0,
         metrics: Any = None,
