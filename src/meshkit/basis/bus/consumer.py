@@ -13,7 +13,8 @@ A handler may also take whole batches: when it has a ``batch`` attribute (an
 async ``batch(events) -> outcomes``, one outcome per event, an exception
 standing for a failure), the consumer hands it every fetched batch at once and
 settles each message afterwards by its outcome. The inbox's handlers do this to
-apply a batch in one database transaction (see :mod:`meshkit.basis.inbox`).
+apply a batch in one database transaction (see :mod:`meshkit.basis.inbox`);
+``concurrency`` does not apply to them (a batch runs in order, in one call).
 """
 
 from __future__ import annotations
