@@ -9,7 +9,10 @@ is complete. No task, no queue, no copy of the body except the final join.
 One exchange at a time (no pipelining). :meth:`send` starts an exchange and
 returns a future that resolves to an :class:`HttpResponse` (buffered mode) or to
 ``(status, headers)`` as soon as the headers are in (streaming mode, after which
-:meth:`read_chunk` hands out the body).
+:meth:`read_chunk` hands out the body). :meth:`send_cb` is the buffered mode
+without a future: ``callback(conn, response, exc)`` runs straight from
+``data_received`` when the answer is complete (a proxy writes it on at once, with
+no task wake-up in between).
 
 Framing the parser cannot know by itself:
 
@@ -62,6 +65,9 @@ class Connection(asyncio.Protocol):
         #: Called once when an idle connection is lost (the pool drops it from its stack).
         self.on_idle_lost: Callable[[Connection], None] | None = None
         self._fut: asyncio.Future | None = None
+        #: Callback of a :meth:`send_cb` exchange, and what the caller attached to it.
+        self._cb: Callable[[Connection, HttpResponse | None, BaseException | None], None] | None = None
+        self.cb_state: object = None
         self._stream = False
         self._head = False
         self._close_after = False
@@ -185,6 +191,17 @@ class Connection(asyncio.Protocol):
         """Write a serialised request and return the future of its answer."""
         fut = self._loop.create_future()
         self._fut = fut
+        self._start(data, tail, head, stream, close)
+        return fut
+
+    def send_cb(self, data: bytes, tail: bytes | None, head: bool, close: bool,
+                callback: Callable[[Connection, HttpResponse | None, BaseException | None], None]) -> None:
+        """Write a serialised request; ``callback(self, response, None)`` or ``(self, None, exc)`` runs once."""
+        self._fut = None
+        self._cb = callback
+        self._start(data, tail, head, False, close)
+
+    def _start(self, data: bytes, tail: bytes | None, head: bool, stream: bool, close: bool) -> None:
         self._stream = stream
         self._head = head
         self._close_after = close
@@ -203,7 +220,6 @@ class Connection(asyncio.Protocol):
             self.transport.write(data)  # type: ignore[union-attr]
         else:
             self.transport.writelines((data, tail))  # type: ignore[union-attr]
-        return fut
 
     @property
     def reusable(self) -> bool:
@@ -230,6 +246,8 @@ class Connection(asyncio.Protocol):
         fut = self._fut
         if fut is not None and not fut.done():
             fut.set_exception(exc)
+        elif self._cb is not None:
+            self._callback(None, exc)
 
     async def read_chunk(self, timeout: float | None) -> bytes:
         """The next streamed body chunk, or ``b""`` at the end of the body."""
@@ -289,6 +307,12 @@ class Connection(asyncio.Protocol):
             self._wake_reader()
         else:
             body = self._body
+            if self._cb is not None:
+                if not self._keep_alive or self._close_after:
+                    self.close()
+                self._callback(HttpResponse(self._status, self._headers,
+                                            body[0] if len(body) == 1 else b"".join(body)), None)
+                return
             fut = self._fut
             if fut is not None and not fut.done():
                 fut.set_result(
@@ -300,10 +324,21 @@ class Connection(asyncio.Protocol):
         if not self._keep_alive or self._close_after:
             self.close()
 
+    def _callback(self, response: HttpResponse | None, exc: BaseException | None) -> None:
+        cb, self._cb = self._cb, None
+        if cb is not None:
+            cb(self, response, exc)
+
     def _fail(self, exc: TransportError) -> None:
         fut = self._fut
         if fut is not None and not fut.done():
             fut.set_exception(exc)
+        elif self._cb is not None:
+            self._done = True
+            self._keep_alive = False
+            self.close()
+            self._callback(None, exc)
+            return
         elif self._stream and not self._done:
             self._exc = exc
             self._wake_reader()

@@ -17,6 +17,12 @@ Why these choices:
   loop reports it lost.
 - **Synchronous fast path**: :meth:`try_acquire` takes an idle connection
   without an ``await``; only connecting and waiting go through coroutines.
+- **One deadline timer per pool**, not one per request: :meth:`watch` records an
+  exchange's deadline and arms the timer only when that deadline is earlier than
+  the armed one. With one timeout per route, deadlines arrive in increasing
+  order, so the timer is re-armed about once per timeout period instead of twice
+  per request (``call_at`` + ``cancel`` cost ~1-3 µs each); when it fires it
+  scans the exchanges in flight (at most ``max_size``).
 """
 
 from __future__ import annotations
@@ -59,6 +65,9 @@ class ConnectionPool:
         self._connecting = 0
         self._waiters: deque[asyncio.Future] = deque()
         self._sweep: asyncio.TimerHandle | None = None
+        self._watched: dict[Connection, tuple[float, float]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._closed = False
         self.connections_opened = 0
         self.requests = 0
@@ -251,6 +260,40 @@ class ConnectionPool:
         if idle:
             self._sweep = self.loop.call_at(idle[0].idle_since + self.idle_timeout, self._expire_idle)
 
+    # -- deadlines -----------------------------------------------------------
+
+    def watch(self, conn: Connection, deadline: float, timeout: float) -> None:
+        """Expire ``conn``'s exchange at ``deadline`` (loop time) unless :meth:`unwatch` comes first."""
+        self._watched[conn] = (deadline, timeout)
+        if self._timer is None or deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._expire_watched)
+
+    def unwatch(self, conn: Connection) -> None:
+        """The exchange on ``conn`` ended: forget its deadline."""
+        self._watched.pop(conn, None)
+
+    def _expire_watched(self) -> None:
+        self._timer = None
+        # Half a millisecond of slack: the loop's timers have millisecond resolution.
+        now = self.loop.time() + 0.0005
+        watched = self._watched
+        expired = [(conn, timeout) for conn, (deadline, timeout) in watched.items() if deadline <= now]
+        for conn, timeout in expired:
+            del watched[conn]
+            conn.expire(
+                RequestTimeout(
+                    f"no complete answer from {conn.host}:{conn.port} within {timeout:g} s",
+                    host=conn.host,
+                    port=conn.port,
+                )
+            )
+        if watched and self._timer is None and not self._closed:
+            self._timer_at = min(d for d, _ in watched.values())
+            self._timer = self.loop.call_at(self._timer_at, self._expire_watched)
+
     # -- admin ---------------------------------------------------------------
 
     def stats(self) -> PoolStats:
@@ -279,6 +322,10 @@ class ConnectionPool:
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._watched.clear()
         while self._waiters:
             fut = self._waiters.popleft()
             if not fut.done():

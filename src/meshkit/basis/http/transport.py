@@ -3,8 +3,15 @@
 One :class:`~meshkit.basis.http.pool.ConnectionPool` per ``(host, port)``. A
 request serialises itself (:mod:`.request`), takes an idle connection without
 awaiting when there is one, writes once, and waits on a single future guarded
-by a single timer (``loop.call_at``) rather than ``asyncio.wait_for`` or
-``asyncio.timeout``, which would add a task cancellation round-trip per call.
+by the pool's deadline timer (:meth:`ConnectionPool.watch`: one timer per pool,
+not one per request) rather than ``asyncio.wait_for`` or ``asyncio.timeout``,
+which would add a task cancellation round-trip per call.
+
+:meth:`HttpTransport.send_nowait` is the same exchange without a coroutine or a
+future, for a proxy's hot path: when an idle connection is ready it sends at
+once and calls ``callback(response, exc)`` from the connection's
+``data_received``; otherwise it sends nothing and returns ``False`` (the caller
+then awaits :meth:`HttpTransport.request`, which can connect and wait).
 
 Timeouts. ``timeout`` (per request, else the transport's default) is one
 deadline for the whole call: waiting for a free connection, connecting (also
@@ -31,9 +38,10 @@ The transport binds to the running loop on first use; use it from one loop.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from meshkit.basis.http.connection import Connection
-from meshkit.basis.http.errors import ConnectionClosed, RequestTimeout, TransportError
+from meshkit.basis.http.errors import ConnectionClosed, TransportError
 from meshkit.basis.http.pool import ConnectionPool
 from meshkit.basis.http.request import IDEMPOTENT, Headers, encode_request
 from meshkit.basis.http.response import HttpResponse, StreamingResponse
@@ -68,6 +76,7 @@ class HttpTransport:
         self.read_timeout = read_timeout
         self._pools: dict[tuple[str, int], ConnectionPool] = {}
         self._closed = False
+        self._tasks: set[asyncio.Task] = set()
 
     def _pool(self, host: str, port: int) -> ConnectionPool:
         if self._closed:
@@ -114,7 +123,8 @@ class HttpTransport:
             pool.requests += 1
             reused = conn.responses > 0
             fut = conn.send(data, tail, head=head, stream=False, close=close)
-            handle = None if deadline is None else loop.call_at(deadline, _expire, conn, timeout)
+            if deadline is not None:
+                pool.watch(conn, deadline, timeout)  # type: ignore[arg-type]
             try:
                 response = await fut
             except ConnectionClosed as exc:
@@ -128,10 +138,91 @@ class HttpTransport:
                 pool.discard(conn)
                 raise
             finally:
-                if handle is not None:
-                    handle.cancel()
+                if deadline is not None:
+                    pool.unwatch(conn)
             pool.release(conn)
             return response
+
+    def send_nowait(
+        self,
+        host: str,
+        port: int,
+        method: str,
+        target: str,
+        headers: Headers | None,
+        body: bytes,
+        timeout: float | None,
+        callback: Callable[[HttpResponse | None, BaseException | None], None],
+    ) -> bool:
+        """Send on an idle keep-alive connection now, if one is ready; else send nothing, return ``False``.
+
+        When it returns ``True``, ``callback(response, None)`` or ``callback(None,
+        exc)`` (a :class:`TransportError`) runs exactly once, later, from the
+        loop: the answer is buffered as with :meth:`request`, under the same
+        deadline and stale-connection rules (a stale idempotent request is resent
+        on a new connection in a task, then the callback runs).
+        Raises :class:`~meshkit.basis.http.errors.InvalidRequest` for bad input.
+        """
+        pool = self._pools.get((host, port))
+        if pool is None or not pool._idle:
+            return False
+        data, tail, close = encode_request(method, target, pool.host_line, headers, body)
+        conn = pool.try_acquire()
+        if conn is None:
+            return False
+        pool.requests += 1
+        if timeout is None:
+            timeout = self.timeout
+        deadline = None
+        if timeout is not None:
+            deadline = pool.loop.time() + timeout
+            pool.watch(conn, deadline, timeout)
+        conn.cb_state = (pool, callback, method, data, tail, close, deadline, timeout, conn.responses > 0)
+        conn.send_cb(data, tail, method == "HEAD", close, self._answered)
+        return True
+
+    def _answered(self, conn: Connection, response: HttpResponse | None, exc: BaseException | None) -> None:
+        pool, callback, method, data, tail, close, deadline, timeout, reused = conn.cb_state  # type: ignore[misc]
+        conn.cb_state = None
+        if deadline is not None:
+            pool.unwatch(conn)
+        if exc is None:
+            pool.release(conn)
+            callback(response, None)
+            return
+        pool.discard(conn)
+        if reused and isinstance(exc, ConnectionClosed) and exc.stale and method in IDEMPOTENT:
+            pool.stale_retries += 1
+            task = pool.loop.create_task(self._resend_fresh(pool, method, data, tail, close, deadline, timeout,
+                                                            callback))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        callback(None, exc)
+
+    async def _resend_fresh(self, pool: ConnectionPool, method: str, data: bytes, tail: bytes | None, close: bool,
+                            deadline: float | None, timeout: float | None,
+                            callback: Callable[[HttpResponse | None, BaseException | None], None]) -> None:
+        # The stale-connection retry of send_nowait: once, on a newly opened connection.
+        try:
+            conn = await pool.acquire(deadline, fresh=True)
+            pool.requests += 1
+            fut = conn.send(data, tail, head=method == "HEAD", stream=False, close=close)
+            if deadline is not None:
+                pool.watch(conn, deadline, timeout)  # type: ignore[arg-type]
+            try:
+                response = await fut
+            except BaseException:
+                pool.discard(conn)
+                raise
+            finally:
+                if deadline is not None:
+                    pool.unwatch(conn)
+            pool.release(conn)
+        except Exception as exc:
+            callback(None, exc)
+            return
+        callback(response, None)
 
     async def stream(
         self,
@@ -166,7 +257,8 @@ class HttpTransport:
             pool.requests += 1
             reused = conn.responses > 0
             fut = conn.send(data, tail, head=method == "HEAD", stream=True, close=close)
-            handle = None if deadline is None else loop.call_at(deadline, _expire, conn, timeout)
+            if deadline is not None:
+                pool.watch(conn, deadline, timeout)  # type: ignore[arg-type]
             try:
                 status, response_headers = await fut
             except ConnectionClosed as exc:
@@ -180,8 +272,8 @@ class HttpTransport:
                 pool.discard(conn)
                 raise
             finally:
-                if handle is not None:
-                    handle.cancel()
+                if deadline is not None:
+                    pool.unwatch(conn)
             return StreamingResponse(status, response_headers, conn, pool, read_timeout)
 
     def stats(self) -> dict[str, PoolStats]:
@@ -202,12 +294,3 @@ class HttpTransport:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-
-def _expire(conn: Connection, timeout: float) -> None:
-    conn.expire(
-        RequestTimeout(
-            f"no complete answer from {conn.host}:{conn.port} within {timeout:g} s",
-            host=conn.host,
-            port=conn.port,
-        )
-    )
