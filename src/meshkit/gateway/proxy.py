@@ -19,11 +19,12 @@ import random
 import time
 from urllib.parse import unquote
 
-from meshkit.basis.context import IDENTITY_HEADERS, parse_traceparent
+from meshkit.basis.context import parse_traceparent
 from meshkit.basis.errors import BadRequest, MeshkitError, MethodNotAllowed, NotFound, PayloadTooLarge
 from meshkit.gateway.accesslog import AccessLog
 from meshkit.gateway.aggregate import aggregate
 from meshkit.gateway.cache import ResponseCache, request_bypass, response_ttl
+from meshkit.gateway.fastpath import SPECIAL, FastPath, passed_on, rate_key
 from meshkit.gateway.forward import Forwarder
 from meshkit.gateway.metrics import GatewayMetrics
 from meshkit.gateway.router import host_of
@@ -31,17 +32,7 @@ from meshkit.gateway.server import Request, Response, error_response
 from meshkit.gateway.split import choose_subset
 from meshkit.gateway.table import RouteRuntime, RouteTable
 
-_IDENTITY = frozenset(h.encode() for h in IDENTITY_HEADERS)
-#: Request headers never forwarded as received: hop-by-hop, or rewritten by us.
-_SPECIAL = frozenset({
-    b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer", b"upgrade",
-    b"host", b"content-length", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded",
-    b"x-request-id", b"traceparent", b"x-deadline-ms", b"authorization", b"x-api-key", b"origin",
-    b"proxy-authorization", b"access-control-request-method",
-}) | _IDENTITY
-#: Upstream answer headers not passed to the client.
-_DROP_ANSWER = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"x-request-id",
-                          b"proxy-authenticate", b"trailer", b"upgrade"})
+_SPECIAL = SPECIAL
 _GET_HEAD = frozenset({"GET", "HEAD"})
 # Ids need to be unique, not secret: a Mersenne Twister draw costs far less than a getrandom syscall.
 _bits = random.getrandbits
@@ -57,8 +48,13 @@ def _bad_path(path: str) -> bool:
     return any(seg in (".", "..") for seg in p.split("/")) or "\\" in p
 
 
-class Proxy:
-    """The gateway's request handler (see the module doc for the order of steps)."""
+class Proxy(FastPath):
+    """The gateway's request handler (see the module doc for the order of steps).
+
+    :meth:`handle` is the general path (a coroutine per request); :meth:`fast`
+    (from :class:`~meshkit.gateway.fastpath.FastPath`) the same steps without a task
+    for plain proxied routes, handing over to the general path whenever one must wait.
+    """
 
     def __init__(self, table: RouteTable, forwarder: Forwarder, metrics: GatewayMetrics, cache: ResponseCache,
                  *, authenticator=None, limiter=None, access_log: AccessLog | None = None,
@@ -74,13 +70,26 @@ class Proxy:
         #: Paths the gateway answers itself (``/livez``, ``/readyz``, ``/metrics``): path → async fn(req).
         self.local = local or {}
         self._identities: dict[int, tuple[object, list[tuple[bytes, bytes]]]] = {}
+        # The fast path needs steps that (nearly always) finish without waiting: the in-memory
+        # limiter's synchronous hit, and the built-in authenticator (cached token: a dict lookup;
+        # a new token: a signature check; only an unknown key id waits, for the JWKS).
+        self._hit_now = getattr(limiter, "hit_now", None)
+        self._sync_auth = False
+        if authenticator is not None:
+            from meshkit.gateway.security.authenticator import Authenticator
+
+            self._sync_auth = type(authenticator) is Authenticator
+        self._tasks: set[asyncio.Task] = set()
 
     async def handle(self, req: Request) -> Response:
         """Answer one request; never raises."""
         local = self.local.get(req.path)
         if local is not None:
             return await local(req)
-        # One pass over the headers: pick out what we need, keep what we forward.
+        return await self._handle(req, self._intake(req))
+
+    def _intake(self, req: Request) -> tuple:
+        """One pass over the headers: pick out what we need, keep what we forward; make the ids."""
         rid = tp = authz = apikey = host = origin = xff = preflight = None
         fwd: list[tuple[bytes, bytes]] = []
         for k, v in req.headers:
@@ -107,7 +116,7 @@ class Proxy:
                 fwd.append((k, v))
             # everything else in _SPECIAL (hop-by-hop, client-sent identity) is dropped
         if rid is None or len(rid) > 128 or not rid.replace(b"-", b"").replace(b"_", b"").isalnum():
-            rid = _hex(96).encode()
+            rid = b"%024x" % _bits(96)
         parsed = parse_traceparent(tp.decode("latin-1")) if tp else None
         if parsed:
             trace_id, flags = parsed[0], b"01" if parsed[2] else b"00"
@@ -116,33 +125,18 @@ class Proxy:
         client = req.client
         if self.trust_forwarded and xff:
             client = xff.split(b",")[0].strip().decode("latin-1")
+        return rid, trace_id, flags, authz, apikey, host, origin, xff, preflight, fwd, client
+
+    async def _handle(self, req: Request, intake: tuple) -> Response:
+        rid, trace_id, flags, authz, apikey, host, origin, xff, preflight, fwd, client = intake
         answer_headers: list[tuple[bytes, bytes]] = [(b"x-request-id", rid)]
         route: RouteRuntime | None = None
         upstream = cache_state = ""
         try:
+            route, params, early = self._route(req, host, origin, preflight, answer_headers)
+            if early is not None:
+                return self._done(req, route, early, rid, trace_id, client, "", "")
             path = req.path
-            if "/." in path or "%" in path or "\\" in path:
-                if _bad_path(path):
-                    raise BadRequest("path segments '.' and '..' are not allowed", reason="bad_path")
-            table = self.table
-            entry, params = table.router.match(req.method, host_of(host) if table.router.uses_host else "", path)
-            if entry is None:
-                if params:
-                    raise MethodNotAllowed(f"{req.method} is not allowed on {path}",
-                                           headers={"Allow": ", ".join(sorted(params))})
-                raise NotFound(f"no route for {req.method} {path}; see the gateway's routes (admin API /admin/routes)",
-                               reason="no_route")
-            route = entry.target
-            if route.cors is not None and origin is not None:
-                allowed = route.cors_headers(origin)
-                if allowed is not None:
-                    if req.method == "OPTIONS" and preflight is not None:
-                        return self._done(req, route, Response(204, [*answer_headers, *allowed,
-                                                                     *route.cors_preflight]), rid, trace_id,
-                                          client, "", "")
-                    answer_headers += allowed
-            if route.max_body is not None and len(req.body) > route.max_body:
-                raise PayloadTooLarge(f"request body exceeds this route's limit of {route.max_body} bytes")
             identity = None
             if route.auth and (self.authenticator is not None or route.auth_required):
                 auth = self.authenticator
@@ -158,29 +152,10 @@ class Proxy:
                 if route.roles or route.permissions:
                     auth.authorize(identity, roles=route.roles, permissions=route.permissions)
             if route.rate is not None:
-                rate, burst, kind = route.rate
-                if kind == "user" and identity is not None:
-                    key = f"{route.name}|u|{identity.subject}"
-                elif kind == "apikey" and apikey:
-                    key = f"{route.name}|k|{apikey.decode('latin-1')}"
-                else:
-                    key = f"{route.name}|ip|{client}"
-                d = await self.limiter.hit(key, rate, burst)
-                if not d.allowed:
-                    self.metrics.event(route.name, "rate_limited")
-                    raise d.error()
-                answer_headers += ((b"ratelimit-limit", b"%d" % d.limit),
-                                   (b"ratelimit-remaining", b"%d" % d.remaining),
-                                   (b"ratelimit-reset", b"%d" % math.ceil(d.reset_after)))
-            # Headers for the upstream: what the client sent (minus hop-by-hop and identity) plus ours.
-            fwd += ((b"x-request-id", rid),
-                    (b"traceparent", b"00-%s-%016x-%s" % (trace_id.encode(), _bits(64), flags)),
-                    (b"x-forwarded-for", (xff + b", " + req.client.encode()) if xff else req.client.encode()),
-                    (b"x-forwarded-proto", req.scheme.encode()))
-            if host is not None:
-                fwd.append((b"x-forwarded-host", host))
-            if identity is not None:
-                fwd += self._identity_headers(identity)
+                rate, burst, _ = route.rate
+                d = await self.limiter.hit(rate_key(route, identity, apikey, client), rate, burst)
+                self._rated(route, d, answer_headers)
+            self._upstream_headers(req, fwd, rid, trace_id, flags, xff, host, identity)
             deadline = time.monotonic() + route.timeout
             if route.parts:
                 resp = await aggregate(self.forwarder, route, req.method, params, fwd, deadline)
@@ -198,6 +173,53 @@ class Proxy:
             logging.getLogger("meshkit.gateway").exception("unexpected error handling %s %s", req.method, req.path)
             return self._done(req, route, error_response(exc, answer_headers), rid, trace_id, client, upstream,
                               cache_state)
+
+    def _route(self, req: Request, host: bytes | None, origin: bytes | None, preflight: bytes | None,
+               answer_headers: list[tuple[bytes, bytes]]) -> tuple[RouteRuntime, dict, Response | None]:
+        """Match the route, apply CORS and the body limit: ``(route, params, preflight answer or None)``."""
+        path = req.path
+        if "/." in path or "%" in path or "\\" in path:
+            if _bad_path(path):
+                raise BadRequest("path segments '.' and '..' are not allowed", reason="bad_path")
+        table = self.table
+        entry, params = table.router.match(req.method, host_of(host) if table.router.uses_host else "", path)
+        if entry is None:
+            if params:
+                raise MethodNotAllowed(f"{req.method} is not allowed on {path}",
+                                       headers={"Allow": ", ".join(sorted(params))})
+            raise NotFound(f"no route for {req.method} {path}; see the gateway's routes (admin API /admin/routes)",
+                           reason="no_route")
+        route = entry.target
+        if route.cors is not None and origin is not None:
+            allowed = route.cors_headers(origin)
+            if allowed is not None:
+                if req.method == "OPTIONS" and preflight is not None:
+                    return route, params, Response(204, [*answer_headers, *allowed, *route.cors_preflight])
+                answer_headers += allowed
+        if route.max_body is not None and len(req.body) > route.max_body:
+            raise PayloadTooLarge(f"request body exceeds this route's limit of {route.max_body} bytes")
+        return route, params, None
+
+    def _rated(self, route: RouteRuntime, d, answer_headers: list[tuple[bytes, bytes]]) -> None:
+        """A rate-limit decision: raise 429, or add the ``RateLimit-*`` headers."""
+        if not d.allowed:
+            self.metrics.event(route.name, "rate_limited")
+            raise d.error()
+        answer_headers += ((b"ratelimit-limit", b"%d" % d.limit), (b"ratelimit-remaining", b"%d" % d.remaining),
+                           (b"ratelimit-reset", b"%d" % math.ceil(d.reset_after)))
+
+    def _upstream_headers(self, req: Request, fwd: list[tuple[bytes, bytes]], rid: bytes, trace_id: str,
+                          flags: bytes, xff: bytes | None, host: bytes | None, identity) -> None:
+        # Headers for the upstream: what the client sent (minus hop-by-hop and identity) plus ours.
+        client = req.client.encode()
+        fwd += ((b"x-request-id", rid),
+                (b"traceparent", b"00-%s-%016x-%s" % (trace_id.encode(), _bits(64), flags)),
+                (b"x-forwarded-for", (xff + b", " + client) if xff else client),
+                (b"x-forwarded-proto", req.scheme.encode()))
+        if host is not None:
+            fwd.append((b"x-forwarded-host", host))
+        if identity is not None:
+            fwd += self._identity_headers(identity)
 
     def _identity_headers(self, identity) -> list[tuple[bytes, bytes]]:
         # The authenticator hands out one shared Identity per cached token: encode its headers once.
@@ -275,11 +297,7 @@ class Proxy:
         finally:
             guard.leave(latency)
         r = out.response
-        headers = []
-        for k, v in r.headers:
-            k = k.lower()
-            if k not in _DROP_ANSWER:
-                headers.append((k, v))
+        headers = passed_on(r.headers)
         upstream = out.member.key
         if route.stream:
             return Response(r.status, [*headers, *((b"content-length", v) for k, v in r.headers

@@ -3,6 +3,14 @@
 No framework on the hot path: bytes in, one parser callback per piece, one
 handler call per request, one ``transport.write`` per buffered response.
 
+Two ways to answer. The general one runs ``handler(req)`` in a task. Before
+that, an optional ``fast(req, conn)`` hook may take the request without any task
+or future: it returns ``True`` and later calls ``conn.answer(req, response)``
+exactly once (from a parser or upstream-connection callback, or at once), or
+``False`` to leave the request to the handler. A task and a future wake-up per
+request were a measurable share of a proxied request's CPU (see
+``docs/benchmarks.md``).
+
 - keep-alive and pipelining: requests on one connection are answered strictly in
   order by one task; reading pauses while too many wait (back-pressure);
 - limits: header bytes → 431, body bytes → 413 (both close the connection, the
@@ -123,6 +131,22 @@ def error_response(exc: BaseException, extra: list[tuple[bytes, bytes]] | None =
     if extra:
         hdrs += extra
     return Response(status, hdrs, body)
+
+
+class _Busy:
+    """Stands in for the answering task while a ``fast`` hook owns the request."""
+
+    __slots__ = ()
+
+    def done(self) -> bool:
+        return False
+
+    def cancel(self) -> None:
+        pass
+
+
+_BUSY = _Busy()
+FastHook = Callable[[Request, "HttpProtocol"], bool]
 
 
 class _Reject(Exception):
@@ -262,13 +286,73 @@ class HttpProtocol(asyncio.Protocol):
                       p.should_keep_alive(), p.get_http_version(), self.client, self.server.scheme)
         self.reading_since = None
         if self.task is None:
-            self.task = self.loop.create_task(self._run(req))
+            self._start(req)
         else:
             self.pending.append(req)
             if len(self.pending) >= self.limits.max_pipelined:
                 self.pause_reading()
 
     # --- answering --------------------------------------------------------
+    def _start(self, req: Request) -> None:
+        fast = self.server.fast
+        if fast is not None:
+            self.task = _BUSY
+            try:
+                if fast(req, self):
+                    return
+            except Exception as exc:  # a hook bug must not kill the connection silently
+                self.server.on_error(exc)
+                self.answer(req, error_response(exc))
+                return
+            self.task = None
+        self.task = self.loop.create_task(self._run(req))
+
+    def answer(self, req: Request, resp: Response) -> None:
+        """The answer to ``req`` taken by the ``fast`` hook: write it, then serve the next request in line."""
+        t = self.transport
+        if self.closing or t is None or t.is_closing():
+            self.task = None
+            self.closing = True
+            return
+        keep = req.keep_alive and not resp.close and not self.server.stopping
+        if resp.stream is not None:
+            self.task = self.loop.create_task(self._run_rest(req, resp, keep))
+            return
+        self._write(t, resp, keep, req.method == "HEAD")
+        self.last_active = self.loop.time()
+        if not keep:
+            t.close()
+            self.closing = True
+            self.task = None
+            return
+        self.task = None
+        if self.pending:
+            self._start_next()
+
+    async def _run_rest(self, req: Request, resp: Response, keep: bool) -> None:
+        # A streamed answer handed to answer(): send it in a task, then go on with the pipeline.
+        try:
+            await self._send(resp, keep, req.method == "HEAD")
+            self.last_active = self.loop.time()
+            if not keep:
+                if self.transport is not None:
+                    self.transport.close()
+                self.closing = True
+                return
+        finally:
+            self.task = None
+        if self.pending:
+            self._start_next()
+
+    def _start_next(self) -> None:
+        nxt = self.pending.popleft()
+        if self.paused_reading and len(self.pending) < self.limits.max_pipelined // 2:
+            self.resume_reading()
+        if isinstance(nxt, _Failed):
+            self.task = self.loop.create_task(self._run(nxt))
+        else:
+            self._start(nxt)
+
     async def _run(self, req: Request) -> None:
         handler = self.server.handler
         try:
@@ -300,9 +384,30 @@ class HttpProtocol(asyncio.Protocol):
         finally:
             self.task = None
 
+    @staticmethod
+    def _write(t: asyncio.Transport, resp: Response, keep: bool, head: bool) -> None:
+        # A buffered answer: status line, headers and body in one write (one syscall).
+        parts = [status_line(resp.status)]
+        has_length = False
+        for k, v in resp.headers:
+            if k == b"content-length":
+                has_length = True
+            parts += (k, b": ", v, b"\r\n")
+        if not keep:
+            parts.append(b"connection: close\r\n")
+        if not has_length:
+            parts += (b"content-length: ", b"%d" % len(resp.body), b"\r\n")
+        parts.append(b"\r\n")
+        if not head:
+            parts.append(resp.body)
+        t.write(b"".join(parts))
+
     async def _send(self, resp: Response, keep: bool, head: bool) -> None:
         t = self.transport
         if t is None or t.is_closing():
+            return
+        if resp.stream is None:
+            self._write(t, resp, keep, head)
             return
         parts = [status_line(resp.status)]
         has_length = False
@@ -312,14 +417,6 @@ class HttpProtocol(asyncio.Protocol):
             parts += (k, b": ", v, b"\r\n")
         if not keep:
             parts.append(b"connection: close\r\n")
-        if resp.stream is None:
-            if not has_length:
-                parts += (b"content-length: ", str(len(resp.body)).encode(), b"\r\n")
-            parts.append(b"\r\n")
-            if not head:
-                parts.append(resp.body)
-            t.write(b"".join(parts))
-            return
         chunked = not has_length
         if chunked:
             parts.append(b"transfer-encoding: chunked\r\n")
@@ -363,8 +460,9 @@ class Server:
     """A listening HTTP/1.1 server; build with :func:`serve`."""
 
     def __init__(self, handler: Handler, limits: Limits, scheme: str,
-                 on_error: Callable[[BaseException], None]) -> None:
+                 on_error: Callable[[BaseException], None], fast: FastHook | None = None) -> None:
         self.handler = handler
+        self.fast = fast
         self.limits = limits
         self.scheme = scheme
         self.on_error = on_error
@@ -413,9 +511,16 @@ class Server:
 
 async def serve(handler: Handler, host: str, port: int, *, limits: Limits | None = None,
                 ssl_context: ssl.SSLContext | None = None, backlog: int = 1024,
-                on_error: Callable[[BaseException], None] = lambda exc: None) -> Server:
-    """Listen on ``host:port`` (0 = a free port) and answer with ``handler``."""
-    server = Server(handler, limits or Limits(), "https" if ssl_context else "http", on_error)
+                on_error: Callable[[BaseException], None] = lambda exc: None,
+                fast: FastHook | None = None) -> Server:
+    """Listen on ``host:port`` (0 = a free port) and answer with ``handler`` (after ``fast``, if given).
+
+    When ``handler`` is a bound method of an object that also has a ``fast`` method (the
+    gateway's :class:`~meshkit.gateway.proxy.Proxy`), that method is the ``fast`` hook.
+    """
+    if fast is None:
+        fast = getattr(getattr(handler, "__self__", None), "fast", None)
+    server = Server(handler, limits or Limits(), "https" if ssl_context else "http", on_error, fast)
     server._server = await server.loop.create_server(
         lambda: HttpProtocol(server), host, port, ssl=ssl_context, backlog=backlog, reuse_address=True)
     server._sweeper = server.loop.create_task(server._sweep())
