@@ -132,9 +132,6 @@ async def test_two_gateways_share_one_redis_limit(stack):
     assert upstream.calls == BURST + 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "proxy.py builds the 'apikey' bucket key from the raw X-API-Key value, so the secret is "
-    "written into Redis key names (ratelimit.py says never to); it should use the verified key id"))
 async def test_api_key_buckets_never_put_the_key_itself_in_redis(stack, tmp_path):
     secret = f"sk-{uuid.uuid4().hex}"
     keys_file = tmp_path / "keys.yaml"
@@ -158,10 +155,6 @@ routes:
     assert not any(secret in n for n in names), names  # ...but not under the secret's name
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "with 'key: apikey' on an 'auth: none' route the bucket is named by whatever X-API-Key a "
-    "client sends, unverified: a new made-up key per request is a new bucket. config.py should refuse "
-    "it (as it does for 'key: user'), or proxy.py fall back to the client IP without a verified key"))
 async def test_made_up_api_keys_do_not_get_fresh_buckets(stack):
     from meshkit.basis.errors import ConfigError
 

@@ -242,8 +242,9 @@ class Route(_Model):
             raise ValueError("give exactly one of 'upstream' and 'aggregate'")
         if (self.roles or self.permissions) and self.auth == "none":
             raise ValueError("'roles'/'permissions' need 'auth: required' (or optional)")
-        if self.rate_limit and self.rate_limit.key == "user" and self.auth == "none":
-            raise ValueError("rate_limit key 'user' needs auth on this route")
+        if self.rate_limit and self.rate_limit.key in ("user", "apikey") and self.auth == "none":
+            raise ValueError(f"rate_limit key '{self.rate_limit.key}' needs auth on this route "
+                             "(an unverified credential cannot name a bucket)")
         return self
 
 

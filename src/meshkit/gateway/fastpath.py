@@ -54,13 +54,18 @@ def passed_on(received: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-def rate_key(route, identity, apikey: bytes | None, client: str) -> str:
-    """The token bucket a request draws from: per user, API key or client address."""
+def rate_key(route, identity, client: str) -> str:
+    """The token bucket a request draws from: per user, verified API key, or client address.
+
+    An API-key bucket is named by the key's id, never by the secret (bucket names end
+    up in Redis), and only once the key was verified: a made-up key gets no bucket of
+    its own, it shares its client address's.
+    """
     kind = route.rate[2]
     if kind == "user" and identity is not None:
         return f"{route.name}|u|{identity.subject}"
-    if kind == "apikey" and apikey:
-        return f"{route.name}|k|{apikey.decode('latin-1')}"
+    if kind == "apikey" and identity is not None and identity.kind == "apikey":
+        return f"{route.name}|k|{identity.token_id or identity.subject}"
     return f"{route.name}|ip|{client}"
 
 
@@ -112,7 +117,7 @@ class FastPath:
     def _admitted(self, req: Request, conn: HttpProtocol, intake: tuple, route, params: dict,
                   answer_headers: list[tuple[bytes, bytes]], identity) -> None:
         """After authentication: authorise, rate limit, then send upstream (raises MeshkitError)."""
-        rid, trace_id, flags, _, apikey, host, _, xff, _, fwd, client = intake
+        rid, trace_id, flags, _, _, host, _, xff, _, fwd, client = intake
         if identity is None and route.auth_required:
             from meshkit.gateway.security.challenge import credential_required
 
@@ -122,7 +127,7 @@ class FastPath:
                                          permissions=route.permissions)
         if route.rate is not None:
             rate, burst, _ = route.rate
-            self._rated(route, self._hit_now(rate_key(route, identity, apikey, client), rate,  # type: ignore
+            self._rated(route, self._hit_now(rate_key(route, identity, client), rate,  # type: ignore
                                              burst), answer_headers)
         self._upstream_headers(req, fwd, rid, trace_id, flags, xff, host, identity)  # type: ignore
         deadline = time.monotonic() + route.timeout

@@ -153,7 +153,7 @@ class Proxy(FastPath):
                     auth.authorize(identity, roles=route.roles, permissions=route.permissions)
             if route.rate is not None:
                 rate, burst, _ = route.rate
-                d = await self.limiter.hit(rate_key(route, identity, apikey, client), rate, burst)
+                d = await self.limiter.hit(rate_key(route, identity, client), rate, burst)
                 self._rated(route, d, answer_headers)
             self._upstream_headers(req, fwd, rid, trace_id, flags, xff, host, identity)
             deadline = time.monotonic() + route.timeout
