@@ -54,6 +54,14 @@ def passed_on(received: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return headers
 
 
+def auth_not_configured() -> MeshkitError:
+    """503 for a route requiring auth on a gateway that has no credential source configured."""
+    return MeshkitError(
+        "authentication is not configured on this gateway: set GATEWAY_JWKS_URL (tokens), "
+        "GATEWAY_API_KEYS_SERVICE (API keys from the SSO) or GATEWAY_API_KEYS_FILE",
+        reason="auth_not_configured", status=503)
+
+
 def rate_key(route, identity, client: str) -> str:
     """The token bucket a request draws from: per user, verified API key, or client address.
 
@@ -96,9 +104,8 @@ class FastPath:
                 return True
             identity = None
             if needs_auth:
-                if auth is None:  # optional auth without an authenticator: everyone is anonymous
-                    raise MeshkitError("authentication is not configured on this gateway: set GATEWAY_JWKS_URL "
-                                       "or GATEWAY_API_KEYS_FILE", reason="auth_not_configured", status=503)
+                if auth is None:  # a route that requires auth on a gateway with no credential source
+                    raise auth_not_configured()
                 coro = auth.authenticate(authz.decode("latin-1") if authz else None, None)
                 try:
                     waiting = coro.send(None)

@@ -24,7 +24,7 @@ from meshkit.basis.errors import BadRequest, MeshkitError, MethodNotAllowed, Not
 from meshkit.gateway.accesslog import AccessLog
 from meshkit.gateway.aggregate import aggregate
 from meshkit.gateway.cache import ResponseCache, request_bypass, response_ttl
-from meshkit.gateway.fastpath import SPECIAL, FastPath, passed_on, rate_key
+from meshkit.gateway.fastpath import SPECIAL, FastPath, auth_not_configured, passed_on, rate_key
 from meshkit.gateway.forward import Forwarder
 from meshkit.gateway.metrics import GatewayMetrics
 from meshkit.gateway.router import host_of
@@ -140,9 +140,8 @@ class Proxy(FastPath):
             identity = None
             if route.auth and (self.authenticator is not None or route.auth_required):
                 auth = self.authenticator
-                if auth is None:  # optional auth without an authenticator: everyone is anonymous
-                    raise MeshkitError("authentication is not configured on this gateway: set GATEWAY_JWKS_URL "
-                                       "or GATEWAY_API_KEYS_FILE", reason="auth_not_configured", status=503)
+                if auth is None:  # a route that requires auth on a gateway with no credential source
+                    raise auth_not_configured()
                 identity = await auth.authenticate(authz.decode("latin-1") if authz else None,
                                                    apikey.decode("latin-1") if apikey else None)
                 if identity is None and route.auth_required:
