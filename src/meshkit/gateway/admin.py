@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from meshkit.basis.errors import BadRequest, ConfigError, MeshkitError, MethodNotAllowed, NotFound
-from meshkit.gateway.server import Request, Response, error_response
+from meshkit.gateway.messages import Request, Response, error_response
 
 if TYPE_CHECKING:
     from meshkit.gateway.app import Gateway

@@ -16,7 +16,7 @@ import orjson
 
 from meshkit.basis.errors import BadGateway, MeshkitError
 from meshkit.gateway.forward import Forwarder
-from meshkit.gateway.server import Response
+from meshkit.gateway.messages import Response
 from meshkit.gateway.table import PartRuntime, RouteRuntime
 
 

@@ -24,9 +24,10 @@ from meshkit.gateway.admin import Admin, json_answer
 from meshkit.gateway.cache import ResponseCache
 from meshkit.gateway.forward import Forwarder
 from meshkit.gateway.loader import default_routes_path, load_routes
+from meshkit.gateway.messages import Limits, Request, Response, error_response
 from meshkit.gateway.metrics import GatewayMetrics
 from meshkit.gateway.proxy import Proxy
-from meshkit.gateway.server import Limits, Request, Response, Server, error_response, serve
+from meshkit.gateway.server import Server, serve
 from meshkit.gateway.settings import GatewaySettings
 from meshkit.gateway.table import RouteTable, compile_table
 from meshkit.gateway.upstream import Pools, PoolSettings

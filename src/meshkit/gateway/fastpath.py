@@ -26,7 +26,8 @@ import time
 
 from meshkit.basis.context import IDENTITY_HEADERS
 from meshkit.basis.errors import MeshkitError
-from meshkit.gateway.server import HttpProtocol, Request, Response, error_response
+from meshkit.gateway.messages import Request, Response, error_response
+from meshkit.gateway.server import HttpProtocol
 from meshkit.gateway.split import choose_subset
 
 log = logging.getLogger("meshkit.gateway")

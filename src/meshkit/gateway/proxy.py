@@ -26,9 +26,9 @@ from meshkit.gateway.aggregate import aggregate
 from meshkit.gateway.cache import ResponseCache, request_bypass, response_ttl
 from meshkit.gateway.fastpath import SPECIAL, FastPath, auth_not_configured, passed_on, rate_key
 from meshkit.gateway.forward import Forwarder
+from meshkit.gateway.messages import Request, Response, error_response
 from meshkit.gateway.metrics import GatewayMetrics
 from meshkit.gateway.router import host_of
-from meshkit.gateway.server import Request, Response, error_response
 from meshkit.gateway.split import choose_subset
 from meshkit.gateway.table import RouteRuntime, RouteTable
 

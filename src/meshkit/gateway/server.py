@@ -27,110 +27,12 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import httptools
 
-from meshkit.basis.errors import BadRequest, HeadersTooLarge, MeshkitError, PayloadTooLarge, error_body
-
-_REASONS = {
-    100: "Continue", 200: "OK", 201: "Created", 202: "Accepted", 203: "Non-Authoritative Information",
-    204: "No Content", 206: "Partial Content", 301: "Moved Permanently", 302: "Found", 303: "See Other",
-    304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request",
-    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    406: "Not Acceptable", 408: "Request Timeout", 409: "Conflict", 410: "Gone", 412: "Precondition Failed",
-    413: "Payload Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity",
-    429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
-    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
-}
-_STATUS_LINES: dict[int, bytes] = {
-    code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in _REASONS.items()
-}
-
-
-def status_line(status: int) -> bytes:
-    line = _STATUS_LINES.get(status)
-    if line is None:
-        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n".encode()
-    return line
-
-
-@dataclass(slots=True)
-class Limits:
-    """Protective limits of the listening server."""
-
-    max_header_bytes: int = 16 * 1024
-    max_body_bytes: int = 10 * 1024 * 1024
-    keepalive_timeout: float = 75.0
-    #: A request whose headers and body are not all in after this long is answered 408.
-    request_read_timeout: float = 30.0
-    #: Pipelined requests waiting on one connection before reading pauses.
-    max_pipelined: int = 32
-
-
-class Request:
-    """One parsed request. Header names are lower-cased bytes; values are raw bytes."""
-
-    __slots__ = ("body", "client", "headers", "keep_alive", "method", "path", "query", "scheme", "started", "version")
-
-    def __init__(self, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]],
-                 body: bytes, keep_alive: bool, version: str, client: str, scheme: str) -> None:
-        self.method = method
-        self.path = path
-        self.query = query
-        self.headers = headers
-        self.body = body
-        self.keep_alive = keep_alive
-        self.version = version
-        self.client = client
-        self.scheme = scheme
-        self.started = time.perf_counter()
-
-    def header(self, name: bytes) -> bytes | None:
-        """First value of header ``name`` (lower-case bytes), or None."""
-        for k, v in self.headers:
-            if k == name:
-                return v
-        return None
-
-    @property
-    def target(self) -> str:
-        """Path plus query string, as received."""
-        return self.path + "?" + self.query.decode("latin-1") if self.query else self.path
-
-
-class Response:
-    """What a handler returns: a status, headers (bytes pairs) and a body.
-
-    ``body`` is bytes, or ``stream`` an async iterator of chunks (sent chunked,
-    or raw when the headers carry a content-length); ``on_close`` runs after sending.
-    """
-
-    __slots__ = ("body", "close", "headers", "on_close", "status", "stream")
-
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]] | None = None, body: bytes = b"",
-                 stream: AsyncIterator[bytes] | None = None,
-                 on_close: Callable[[], Awaitable[None]] | None = None) -> None:
-        self.status = status
-        self.headers = headers if headers is not None else []
-        self.body = body
-        self.stream = stream
-        self.on_close = on_close
-        self.close = False
-
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def error_response(exc: BaseException, extra: list[tuple[bytes, bytes]] | None = None) -> Response:
-    """The JSON error shape for ``exc`` (through :func:`error_body`, the one mapping)."""
-    status, body, headers = error_body(exc)
-    hdrs = [(b"content-type", b"application/json")]
-    hdrs += [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
-    if extra:
-        hdrs += extra
-    return Response(status, hdrs, body)
+from meshkit.basis.errors import BadRequest, HeadersTooLarge, MeshkitError, PayloadTooLarge
+from meshkit.gateway.messages import Handler, Limits, Request, Response, error_response, status_line
 
 
 class _Busy:
