@@ -26,6 +26,9 @@ from meshkit.basis.middleware.asgi import (
 )
 
 logger = logging.getLogger("meshkit.errors")
+#: 5xx reasons that are answers, not failures (a probe before registration, a request
+#: during the drain): the access log records them; a warning would only be noise.
+_ANSWERS = frozenset({"not_ready", "shutting_down"})
 
 
 def translate(exc: BaseException, scope: Scope | None = None) -> BaseException:
@@ -86,7 +89,7 @@ class ErrorMiddleware:
                         "unhandled %s in %s %s", type(raw).__name__, scope.get("method"), scope.get("path"),
                         exc_info=raw,
                     )
-                elif exc.status >= 500:
+                elif exc.status >= 500 and exc.reason not in _ANSWERS:
                     logger.warning("%s %s failed: %r", scope.get("method"), scope.get("path"), exc)
                 if started:
                     # Too late for an error response: the server closes the connection.
