@@ -85,7 +85,7 @@ app = Starlette(routes=[Route("/{{path:path}}", proxy, methods=["GET", "POST"])]
 '''
 
 NGINX_CONF = """
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {tmp}/nginx.pid;
 error_log {tmp}/nginx-error.log warn;
@@ -228,6 +228,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     ap.add_argument("--only", default="", help="comma-separated subset of: direct,nginx,aiohttp,httpx,meshkit")
     ap.add_argument("--no-paced", action="store_true", help="skip the latency-at-half-peak runs")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="processes for nginx (worker_processes) and the gateway (GATEWAY_WORKERS), the same "
+                         "for both (default 1)")
     args = ap.parse_args(argv)
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
@@ -251,7 +254,7 @@ def main(argv: list[str]) -> int:
             results["direct"] = wrk(urls["direct"], args.duration, args.connections)
             if "nginx" in only:
                 port = free_port()
-                (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, up=up, port=port))
+                (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, up=up, port=port, workers=args.workers))
                 p = procs.start([nginx_bin, "-p", str(tmp), "-c", str(tmp / "nginx.conf")])
                 wait_port(port)
                 urls["nginx"] = f"http://127.0.0.1:{port}/hello"
@@ -273,7 +276,8 @@ def main(argv: list[str]) -> int:
                 env = {**os.environ, "GATEWAY_PORT": str(port), "GATEWAY_ADMIN_PORT": str(admin),
                        "GATEWAY_ROUTES_FILE": str(tmp / "routes.yaml"), "GATEWAY_JWKS_URL": f"http://127.0.0.1:{up}/jwks.json",
                        "GATEWAY_ISSUER": "bench", "GATEWAY_AUDIENCE": "meshkit", "GATEWAY_ACCESS_LOG": "false",
-                       "MESHKIT_REGISTRY_URL": "memory://bench", "MESHKIT_LOG_LEVEL": "warning"}
+                       "MESHKIT_REGISTRY_URL": "memory://bench", "MESHKIT_LOG_LEVEL": "warning",
+                       "GATEWAY_WORKERS": str(args.workers)}
                 p = procs.start([sys.executable, "-m", "meshkit.gateway.main"], env=env)
                 wait_port(port)
                 urls["meshkit"] = f"http://127.0.0.1:{port}/hello"
@@ -308,7 +312,7 @@ def report(results: dict[str, dict], args) -> None:
     best_py = max((results[k]["rps"] for k in ("aiohttp", "httpx") if k in results), default=0.0)
     nginx = results.get("nginx", {}).get("rps", 0.0)
     print(f"wrk: 1 thread, {args.connections} connections, {args.duration:.0f} s per run; trivial Starlette "
-          "upstream on granian (1 worker)")
+          f"upstream on granian (1 worker); nginx and gateway with {args.workers} worker process(es) each")
     print(f"{'target':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs nginx':>10}{'vs direct':>11}  errors")
     labels = {"direct": "direct", "nginx": "nginx", "aiohttp": "starlette+aiohttp", "httpx": "starlette+httpx",
               "meshkit": "meshkit (auth+rl+met)", "direct@half": "direct @ half peak",

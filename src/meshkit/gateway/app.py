@@ -155,14 +155,16 @@ class Gateway:
                         keepalive_timeout=s.keepalive_timeout)
         on_error = lambda exc: log.error("unhandled error in a handler", exc_info=exc)  # noqa: E731
         self.server = await serve(self.proxy.handle, s.host, s.port, limits=limits, ssl_context=ctx,
-                                  on_error=on_error)
-        self.admin_server = await serve(Admin(self).handle, s.admin_host, s.admin_port, on_error=on_error)
+                                  on_error=on_error, reuse_port=s.workers != 1)
+        if s.worker_index == 0:  # extra workers serve the public port only
+            self.admin_server = await serve(Admin(self).handle, s.admin_host, s.admin_port, on_error=on_error)
         if s.reload_interval > 0:
             self._watch = asyncio.get_running_loop().create_task(self._watch_file())
-        if self.register and self.registry is not None:
+        if self.register and s.worker_index == 0 and self.registry is not None:
             await self._register()
-        log.info("gateway listening on %s://%s:%d (admin on %s:%d), %d routes from %s",
-                 "https" if ctx else "http", s.host, self.port, s.admin_host, self.admin_port,
+        log.info("gateway %slistening on %s://%s:%d (%s), %d routes from %s",
+                 f"worker {s.worker_index} " if s.worker_index else "", "https" if ctx else "http", s.host,
+                 self.port, f"admin on {s.admin_host}:{self.admin_port}" if self.admin_server else "no admin",
                  len(table.routes), self.routes_path)
         return self
 

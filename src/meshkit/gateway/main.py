@@ -9,6 +9,7 @@ import signal
 
 from meshkit.gateway.app import Gateway
 from meshkit.gateway.settings import GatewaySettings
+from meshkit.gateway.workers import Workers, worker_count
 
 log = logging.getLogger("meshkit.gateway")
 
@@ -31,9 +32,16 @@ async def serve_until_signal(settings: GatewaySettings) -> int:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+    workers = None
+    if settings.worker_index == 0 and worker_count(settings.workers) > 1:
+        workers = Workers(worker_count(settings.workers), gateway.port)
+        await workers.start()
     await stop.wait()
     log.info("stopping: deregistering and draining for up to %.0f s", settings.drain_timeout)
-    await gateway.stop()
+    if workers is not None:
+        await asyncio.gather(gateway.stop(), workers.stop(settings.drain_timeout))
+    else:
+        await gateway.stop()
     return 0
 
 

@@ -414,16 +414,18 @@ class Server:
 async def serve(handler: Handler, host: str, port: int, *, limits: Limits | None = None,
                 ssl_context: ssl.SSLContext | None = None, backlog: int = 1024,
                 on_error: Callable[[BaseException], None] = lambda exc: None,
-                fast: FastHook | None = None) -> Server:
+                fast: FastHook | None = None, reuse_port: bool = False) -> Server:
     """Listen on ``host:port`` (0 = a free port) and answer with ``handler`` (after ``fast``, if given).
 
     When ``handler`` is a bound method of an object that also has a ``fast`` method (the
     gateway's :class:`~meshkit.gateway.proxy.Proxy`), that method is the ``fast`` hook.
+    ``reuse_port`` lets several worker processes listen on one port (SO_REUSEPORT).
     """
     if fast is None:
         fast = getattr(getattr(handler, "__self__", None), "fast", None)
     server = Server(handler, limits or Limits(), "https" if ssl_context else "http", on_error, fast)
     server._server = await server.loop.create_server(
-        lambda: HttpProtocol(server), host, port, ssl=ssl_context, backlog=backlog, reuse_address=True)
+        lambda: HttpProtocol(server), host, port, ssl=ssl_context, backlog=backlog, reuse_address=True,
+        reuse_port=reuse_port or None)
     server._sweeper = server.loop.create_task(server._sweep())
     return server

@@ -16,6 +16,14 @@ class GatewaySettings(ServiceSettings):
 
     name: str = "gateway"
     port: int = 8080
+    #: Processes serving the public port together (SO_REUSEPORT; the kernel spreads
+    #: connections). 1 = this process only; 0 = one per CPU core. Worker 0 (the one
+    #: started) registers, serves the admin API and supervises the others. Per-worker
+    #: state: a ``memory://`` rate limit and the response cache are per worker — use a
+    #: ``redis://`` rate limit for one exact limit across workers.
+    workers: int = 1
+    #: Set by worker 0 for the workers it starts (not a user setting).
+    worker_index: int = 0
     #: The admin API (routes, upstreams, reload, cache purge): loopback only unless you mean it.
     admin_host: str = "127.0.0.1"
     admin_port: int = 9080
