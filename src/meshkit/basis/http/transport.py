@@ -114,34 +114,9 @@ class HttpTransport:
         if timeout is None:
             timeout = self.timeout
         deadline = None if timeout is None else loop.time() + timeout
-        head = method == "HEAD"
-        fresh = False
-        while True:
-            conn = None if fresh else pool.try_acquire()
-            if conn is None:
-                conn = await pool.acquire(deadline, fresh=fresh)
-            pool.requests += 1
-            reused = conn.responses > 0
-            fut = conn.send(data, tail, head=head, stream=False, close=close)
-            if deadline is not None:
-                pool.watch(conn, deadline, timeout)  # type: ignore[arg-type]
-            try:
-                response = await fut
-            except ConnectionClosed as exc:
-                pool.discard(conn)
-                if reused and exc.stale and not fresh and method in IDEMPOTENT:
-                    pool.stale_retries += 1
-                    fresh = True
-                    continue
-                raise
-            except BaseException:
-                pool.discard(conn)
-                raise
-            finally:
-                if deadline is not None:
-                    pool.unwatch(conn)
-            pool.release(conn)
-            return response
+        conn, response = await _exchange(pool, method, data, tail, close, deadline, timeout, stream=False)
+        pool.release(conn)
+        return response
 
     def send_nowait(
         self,
@@ -249,32 +224,9 @@ class HttpTransport:
         if read_timeout is None:
             read_timeout = self.read_timeout
         deadline = None if timeout is None else loop.time() + timeout
-        fresh = False
-        while True:
-            conn = None if fresh else pool.try_acquire()
-            if conn is None:
-                conn = await pool.acquire(deadline, fresh=fresh)
-            pool.requests += 1
-            reused = conn.responses > 0
-            fut = conn.send(data, tail, head=method == "HEAD", stream=True, close=close)
-            if deadline is not None:
-                pool.watch(conn, deadline, timeout)  # type: ignore[arg-type]
-            try:
-                status, response_headers = await fut
-            except ConnectionClosed as exc:
-                pool.discard(conn)
-                if reused and exc.stale and not fresh and method in IDEMPOTENT:
-                    pool.stale_retries += 1
-                    fresh = True
-                    continue
-                raise
-            except BaseException:
-                pool.discard(conn)
-                raise
-            finally:
-                if deadline is not None:
-                    pool.unwatch(conn)
-            return StreamingResponse(status, response_headers, conn, pool, read_timeout)
+        conn, (status, response_headers) = await _exchange(pool, method, data, tail, close, deadline, timeout,
+                                                           stream=True)
+        return StreamingResponse(status, response_headers, conn, pool, read_timeout)
 
     def stats(self) -> dict[str, PoolStats]:
         """One snapshot per upstream, keyed ``"host:port"``."""
@@ -294,3 +246,37 @@ class HttpTransport:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+
+async def _exchange(pool, method: str, data, tail, close: bool, deadline: float | None, timeout: float | None,
+                    *, stream: bool):
+    """Send on a pooled connection and wait for the answer (``stream``: its head only).
+
+    A reused connection that the server had already closed (``stale``) is retried once on
+    a fresh one for idempotent methods; the connection is discarded on any failure.
+    Returns ``(connection, what the connection's future gave)``.
+    """
+    fresh = False
+    while True:
+        conn = None if fresh else pool.try_acquire()
+        if conn is None:
+            conn = await pool.acquire(deadline, fresh=fresh)
+        pool.requests += 1
+        reused = conn.responses > 0
+        fut = conn.send(data, tail, head=method == "HEAD", stream=stream, close=close)
+        if deadline is not None:
+            pool.watch(conn, deadline, timeout)
+        try:
+            return conn, await fut
+        except ConnectionClosed as exc:
+            pool.discard(conn)
+            if reused and exc.stale and not fresh and method in IDEMPOTENT:
+                pool.stale_retries += 1
+                fresh = True
+                continue
+            raise
+        except BaseException:
+            pool.discard(conn)
+            raise
+        finally:
+            if deadline is not None:
+                pool.unwatch(conn)
