@@ -32,16 +32,9 @@ effects = Table(
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "postgresql":
-        return request.getfixturevalue("postgres_url")
-    return f"sqlite+aiosqlite:///{tmp_path / 'ib.db'}"
-
-
 @pytest.fixture
-async def sessions(db_url):
-    async with scratch_engine(db_url) as engine:
+async def sessions(database_url):
+    async with scratch_engine(database_url) as engine:
         await create_tables(engine, "ibtest", extra=md)
         yield session_factory(engine)
 

@@ -41,16 +41,9 @@ copy = Table(
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "postgresql":
-        return request.getfixturevalue("postgres_url")
-    return f"sqlite+aiosqlite:///{tmp_path / 'ob.db'}"
-
-
 @pytest.fixture
-async def db(db_url):
-    async with scratch_engine(db_url) as engine:
+async def db(database_url):
+    async with scratch_engine(database_url) as engine:
         await create_tables(engine, "obtest", extra=effects_md)
         yield engine
 
