@@ -1,12 +1,15 @@
 """Events end to end: raw nats-py JetStream vs meshkit's outbox → relay → consumer with inbox.
 
 Both sides run as two processes, as two services would: a producer process and
-a consumer process, each with its own NATS connection.
+a consumer process, each with its own NATS connection. Every case runs twice:
+with one writer (events one after another), then with ``CONCURRENCY`` writers
+at once on both sides (as concurrent requests to a service would produce them);
+each meshkit row is compared with the raw row of the same group.
 
-- raw: the producer ``js.publish``-es one event at a time, awaiting each ack; the
+- raw: each writer ``js.publish``-es one event at a time, awaiting each ack; the
   consumer is a durable pull consumer fetching batches and acking each message.
 - meshkit: each service has its own database (SQLite: two files; PostgreSQL: a
-  schema each). The producer commits one event per database transaction through
+  schema each). Each writer commits one event per database transaction through
   ``Outbox.add``; its relay (in the producer's process, woken on commit)
   publishes with dedup ids and marks rows sent; the consumer's bus handler is
   wrapped in ``Inbox.handler``, which applies each fetched batch in one
@@ -16,7 +19,7 @@ Latency is from the producer taking the event (before publish / before the
 transaction) to the consumer having applied it (ack sent / inbox committed),
 on the wall clock both processes share. Events/s is ``N`` over the time from
 the first event taken to the last one applied.
-Run: ``python -m bench.events [N]`` (default 2000 events per case; < 60 s).
+Run: ``python -m bench.events [N]`` (default 2000 events per case; ~1-2 min).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from typing import Any, ClassVar
 
 from meshkit.basis.bus import Event
 
+#: Writers in the concurrent group: producer tasks on the meshkit side, publisher tasks on the raw side.
+CONCURRENCY = 8
 PG_DSN = os.environ.get("MESHKIT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -62,23 +67,23 @@ def _loop_run(coro: Any) -> Any:
         return asyncio.run(coro)
 
 
-def _consumer_process(kind: str, url: str, db: str, n: int, conn: Any) -> None:
+def _consumer_process(kind: str, url: str, db: str, n: int, tag: str, conn: Any) -> None:
     """The consumer service's process: signals ``ready`` when subscribed, then sends (finished_at, latencies)."""
-    coro = _raw_consume(url, n, conn) if kind == "raw" else _inbox_consume(url, db, n, conn)
+    coro = _raw_consume(url, n, tag, conn) if kind == "raw" else _inbox_consume(url, db, n, conn)
     try:
         conn.send(_loop_run(coro))
     except Exception as exc:  # shown by the parent
         conn.send(exc)
 
 
-async def _raw_consume(url: str, n: int, conn: Any) -> tuple[float, list[float]]:
+async def _raw_consume(url: str, n: int, tag: str, conn: Any) -> tuple[float, list[float]]:
     import nats
     import orjson
 
     nc = await nats.connect(url)
     js = nc.jetstream()
-    await js.add_stream(name="BENCHRAW", subjects=["benchraw.>"])
-    sub = await js.pull_subscribe("benchraw.e", durable="raw", stream="BENCHRAW")
+    await js.add_stream(name=f"BENCHRAW{tag}", subjects=[f"benchraw{tag}.>"])
+    sub = await js.pull_subscribe(f"benchraw{tag}.e", durable="raw", stream=f"BENCHRAW{tag}")
     conn.send("ready")
     lat: list[float] = []
     while len(lat) < n:
@@ -133,11 +138,13 @@ async def _inbox_consume(url: str, db: str, n: int, conn: Any) -> tuple[float, l
         return finished, lat
 
 
-async def _side_by_side(kind: str, url: str, db: str, n: int, produce: Any) -> tuple[float, list[float]]:
+async def _side_by_side(
+    kind: str, url: str, db: str, n: int, produce: Any, tag: str = ""
+) -> tuple[float, list[float]]:
     """Start the consumer process, run ``produce()`` here once it is ready; (elapsed, latencies)."""
     ctx = multiprocessing.get_context("spawn")
     mine, theirs = ctx.Pipe()
-    child = ctx.Process(target=_consumer_process, args=(kind, url, db, n, theirs), daemon=True)
+    child = ctx.Process(target=_consumer_process, args=(kind, url, db, n, tag, theirs), daemon=True)
     child.start()
     loop = asyncio.get_running_loop()
     try:
@@ -161,24 +168,44 @@ async def _side_by_side(kind: str, url: str, db: str, n: int, produce: Any) -> t
             child.kill()
 
 
-async def _raw(url: str, n: int) -> tuple[float, list[float]]:
+async def _writers(n: int, concurrency: int, one: Any) -> None:
+    """``one(i)`` for i in 0..n-1: in order, or from ``concurrency`` tasks at once (as concurrent requests would)."""
+    if concurrency == 1:
+        for i in range(n):
+            await one(i)
+        return
+
+    async def writer(k: int) -> None:
+        for i in range(k, n, concurrency):
+            await one(i)
+
+    await asyncio.gather(*(writer(k) for k in range(concurrency)))
+
+
+async def _raw(url: str, n: int, concurrency: int = 1) -> tuple[float, list[float]]:
     import nats
     import orjson
 
     nc = await nats.connect(url)
     js = nc.jetstream()
+    tag = f"c{concurrency}"
+
+    async def one(i: int) -> None:
+        body = orjson.dumps({"i": i, "t": time.time()})
+        await js.publish(f"benchraw{tag}.e", body, headers={"Nats-Msg-Id": f"{tag}r{i}"})
 
     async def produce() -> None:
-        for i in range(n):
-            await js.publish("benchraw.e", orjson.dumps({"i": i, "t": time.time()}), headers={"Nats-Msg-Id": f"r{i}"})
+        await _writers(n, concurrency, one)
 
     try:
-        return await _side_by_side("raw", url, "", n, produce)
+        return await _side_by_side("raw", url, "", n, produce, tag)
     finally:
         await nc.close()
 
 
-async def _meshkit(url: str, producer_db: str, consumer_db: str, n: int) -> tuple[float, list[float]]:
+async def _meshkit(
+    url: str, producer_db: str, consumer_db: str, n: int, concurrency: int = 1
+) -> tuple[float, list[float]]:
     from meshkit.basis.bus import Bus
     from meshkit.basis.outbox import Outbox, Relay
     from meshkit.basis.outbox.testing import create_tables
@@ -194,10 +221,12 @@ async def _meshkit(url: str, producer_db: str, consumer_db: str, n: int) -> tupl
         await bus.connect()
         await relay.start()
 
+        async def one(i: int) -> None:
+            async with transaction(sessions) as session:
+                await outbox.add(session, Timed(i=i, t=time.time()), aggregate_id=f"a{i % 16}")
+
         async def produce() -> None:
-            for i in range(n):
-                async with transaction(sessions) as session:
-                    await outbox.add(session, Timed(i=i, t=time.time()), aggregate_id=f"a{i % 16}")
+            await _writers(n, concurrency, one)
 
         try:
             return await _side_by_side("meshkit", url, consumer_db, n, produce)
@@ -206,7 +235,7 @@ async def _meshkit(url: str, producer_db: str, consumer_db: str, n: int) -> tupl
             await bus.close()
 
 
-async def _producer_alone(db: str, n: int) -> float:
+async def _producer_alone(db: str, n: int, concurrency: int = 1) -> float:
     """The ceiling of the meshkit rows: the producer's transactions (one event each), nothing else running."""
     from meshkit.basis.bus import Event
     from meshkit.basis.outbox import Outbox
@@ -223,10 +252,12 @@ async def _producer_alone(db: str, n: int) -> float:
         await create_tables(engine, "benchalone")
         sessions = session_factory(engine)
         outbox = Outbox("benchalone", source="benchalone")
-        start = time.perf_counter()
-        for i in range(n):
+        async def one(i: int) -> None:
             async with transaction(sessions) as session:
                 await outbox.add(session, Alone(i=i, t=time.perf_counter()), aggregate_id=f"a{i % 16}")
+
+        start = time.perf_counter()
+        await _writers(n, concurrency, one)
         return n / (time.perf_counter() - start)
 
 
@@ -256,50 +287,61 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-async def _run(n: int) -> list[tuple[str, float, float | None, float | None]]:
+Row = tuple[str, float, float | None, float | None]
+
+
+async def _run(n: int) -> list[list[Row]]:
+    """Two groups of rows: one writer (sequential), then CONCURRENCY writers on both sides."""
     from meshkit.basis.natsd import EmbeddedNats
 
     tmp = Path(tempfile.mkdtemp(prefix="meshkit-bench-events-"))
     server = await EmbeddedNats(port=0, data_dir=tmp, log_file=tmp / "nats.log").start()
-    rows = []
+    pg = await _pg_database()
+    if pg is None:
+        print("(PostgreSQL not reachable on 127.0.0.1:5432: its rows are skipped)")
+    groups = []
     try:
-        elapsed, lat = await _raw(server.url, n)
-        rows.append(("raw nats-py JetStream", n / elapsed, _pct(lat, 0.5), _pct(lat, 0.99)))
-        elapsed, lat = await _meshkit(server.url, f"sqlite+aiosqlite:///{tmp / 'producer.db'}",
-                                      f"sqlite+aiosqlite:///{tmp / 'consumer.db'}", n)
-        rows.append(("meshkit outbox+inbox, SQLite", n / elapsed, _pct(lat, 0.5), _pct(lat, 0.99)))
-        rate = await _producer_alone(f"sqlite+aiosqlite:///{tmp / 'alone.db'}", n)
-        rows.append(("  (producer transactions alone)", rate, None, None))
-        pg = await _pg_database()
-        if pg is not None:
-            try:
-                elapsed, lat = await _meshkit(server.url, pg[0], pg[0], n)  # a schema per service
-                rows.append(("meshkit outbox+inbox, PostgreSQL", n / elapsed, _pct(lat, 0.5), _pct(lat, 0.99)))
-                rows.append(("  (producer transactions alone)", await _producer_alone(pg[0], n), None, None))
-            finally:
-                await _drop(pg[1])
-        else:
-            print("(PostgreSQL not reachable on 127.0.0.1:5432: its row is skipped)")
+        for c in (1, CONCURRENCY):
+            who = "" if c == 1 else f", {c} writers"
+            rows: list[Row] = []
+            elapsed, lat = await _raw(server.url, n, c)
+            rows.append((f"raw nats-py JetStream{who.replace('writers', 'publishers')}", n / elapsed,
+                         _pct(lat, 0.5), _pct(lat, 0.99)))
+            elapsed, lat = await _meshkit(server.url, f"sqlite+aiosqlite:///{tmp / f'producer{c}.db'}",
+                                          f"sqlite+aiosqlite:///{tmp / f'consumer{c}.db'}", n, c)
+            rows.append((f"meshkit outbox+inbox, SQLite{who}", n / elapsed, _pct(lat, 0.5), _pct(lat, 0.99)))
+            rate = await _producer_alone(f"sqlite+aiosqlite:///{tmp / f'alone{c}.db'}", n, c)
+            rows.append(("  (producer transactions alone)", rate, None, None))
+            if pg is not None:
+                elapsed, lat = await _meshkit(server.url, pg[0], pg[0], n, c)  # a schema per service
+                rows.append((f"meshkit outbox+inbox, PostgreSQL{who}", n / elapsed, _pct(lat, 0.5), _pct(lat, 0.99)))
+                rows.append(("  (producer transactions alone)", await _producer_alone(pg[0], n, c), None, None))
+            groups.append(rows)
     finally:
+        if pg is not None:
+            await _drop(pg[1])
         await server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    return rows
+    return groups
 
 
 def main(argv: list[str]) -> int:
     """Run both sides with ``argv[0]`` events each (default 2000) and print the table."""
     n = int(argv[0]) if argv else 2000
     started = time.perf_counter()
-    rows = _loop_run(_run(n))
-    base = rows[0][1]
+    groups = _loop_run(_run(n))
     print(f"events end to end, {n:,} per case, producer and consumer in two processes "
           "(one event per producer transaction on the meshkit side)")
-    print(f"{'case':<34} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'× raw':>7}")
-    for name, rate, p50, p99 in rows:
-        lat = f"{p50:>8.2f} {p99:>8.2f}" if p50 is not None and p99 is not None else f"{'-':>8} {'-':>8}"
-        print(f"{name:<34} {rate:>10,.0f} {lat} {rate / base:>6.2f}×")
+    print(f"{'case':<44} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'× raw':>7}")
+    for rows in groups:
+        base = rows[0][1]  # each group against the raw row with the same number of writers
+        for name, rate, p50, p99 in rows:
+            lat = f"{p50:>8.2f} {p99:>8.2f}" if p50 is not None and p99 is not None else f"{'-':>8} {'-':>8}"
+            print(f"{name:<44} {rate:>10,.0f} {lat} {rate / base:>6.2f}×")
     print("(producer transactions alone: the same producer loop with no relay or consumer running —")
     print(" the ceiling of the row above it, set by one database commit per event)")
+    print(f"({CONCURRENCY} writers: the producer runs {CONCURRENCY} tasks at once, as concurrent requests would;")
+    print(f" the raw side gets the same: {CONCURRENCY} concurrent publishers, each awaiting its ack)")
     print(f"(ran {time.perf_counter() - started:.1f} s)")
     return 0
 

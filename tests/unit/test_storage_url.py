@@ -58,10 +58,11 @@ async def test_sqlite_parent_directory_is_created(tmp_path):
         await engine.dispose()
 
 
-async def test_postgres_engine_has_pool_settings_and_pre_ping():
+async def test_postgres_engine_has_pool_settings_and_checkout_check_instead_of_pre_ping():
     engine = create_engine("postgresql+asyncpg://u@127.0.0.1:1/db")  # never connects
     try:
-        assert engine.pool._pre_ping is True
+        assert engine.pool._pre_ping is False  # replaced by the checkout check (test_storage_postgres_reconnect)
+        assert engine.pool.dispatch.checkout
         assert engine.pool.size() == 10
         assert create_engine("postgresql+asyncpg://u@h/db", pool_size=3).pool.size() == 3
     finally:

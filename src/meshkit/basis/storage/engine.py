@@ -10,8 +10,9 @@ Two backends are supported:
   transactions (and DDL in migrations) are real; a connection with the execution
   option ``sqlite_begin="immediate"`` takes the write lock up front.
 - ``postgresql+asyncpg://user@host/db`` — production. A bounded pool with
-  pre-ping (a connection the server closed is replaced, not handed out) and
-  recycling.
+  recycling; a connection the server closed is replaced at checkout, not handed
+  out (checked locally, pinged only after sitting idle: no round trip per
+  transaction).
 
 ``sqlite://`` and ``postgresql://`` / ``postgres://`` are accepted as shorthands
 for the async drivers above. Anything else is a :class:`ConfigError`.
@@ -19,16 +20,18 @@ for the async drivers above. Anything else is a :class:`ConfigError`.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from meshkit.basis.errors import ConfigError
+from meshkit.basis.storage import sqlite_driver
 
 SUPPORTED = ("sqlite+aiosqlite:///path/to/file.db", "postgresql+asyncpg://user@host:5432/dbname")
 
@@ -112,6 +115,7 @@ def _sqlite(url: URL, echo: bool, options: dict[str, Any]) -> AsyncEngine:
     else:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         kwargs.update(pool_size=5, max_overflow=5, pool_timeout=30)
+    kwargs["module"] = sqlite_driver.dbapi()  # one thread hop per statement (see sqlite_driver)
     kwargs.update(options)
     engine = create_async_engine(url, **kwargs)
     _sqlite_events(engine, wal=not in_memory)
@@ -141,8 +145,12 @@ def _sqlite_events(engine: AsyncEngine, *, wal: bool) -> None:
         # A deferred transaction that reads and then writes cannot wait for the
         # write lock (SQLite answers "database is locked" at once, ignoring the
         # busy timeout); writers that read first ask for the lock up front.
+        # meshkit's driver sends it with the transaction's first statement (one
+        # thread hop for both); another driver (``module=`` option) gets it now.
         mode = connection.get_execution_options().get("sqlite_begin", "deferred")
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == "immediate" else "BEGIN")
+        statement = "BEGIN IMMEDIATE" if mode == "immediate" else "BEGIN"
+        if not sqlite_driver.begin(connection.connection.dbapi_connection, statement):
+            connection.exec_driver_sql(statement)
 
 
 def _postgres(url: URL, echo: bool, options: dict[str, Any]) -> AsyncEngine:
@@ -151,10 +159,48 @@ def _postgres(url: URL, echo: bool, options: dict[str, Any]) -> AsyncEngine:
         "pool_size": 10,
         "max_overflow": 10,
         "pool_timeout": 10,
-        # Check a connection before use: after a server restart or failover the
-        # pool holds dead sockets, and the first request on each should not fail.
-        "pool_pre_ping": True,
+        # Instead of SQLAlchemy's pre-ping (BEGIN / SELECT / ROLLBACK: three round
+        # trips on every checkout), _postgres_events checks each checkout locally
+        # and pings only a connection that sat idle (see there).
+        "pool_pre_ping": False,
         "pool_recycle": 1800,
     }
     kwargs.update(options)
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    if not kwargs["pool_pre_ping"]:
+        _postgres_events(engine)
+    return engine
+
+
+def _postgres_events(engine: AsyncEngine) -> None:
+    """A dead pooled connection is replaced at checkout, not handed to a request.
+
+    After a server restart, a failover or ``pg_terminate_backend`` the server
+    closes the socket, the event loop sees it, and asyncpg marks the connection
+    closed: checking that flag costs nothing. A connection idle for more than
+    :data:`PG_IDLE_PING_S` is pinged too (a peer that vanished without closing,
+    e.g. behind a NAT or a failed host, leaves no such mark). Either way the
+    pool discards it and connects anew (``DisconnectionError``), so the caller's
+    transaction runs on a live connection.
+    """
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection, record) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy) -> None:
+        if dbapi_connection.driver_connection.is_closed():
+            raise DisconnectionError("the server closed this pooled connection")
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is not None and time.monotonic() - idle_since > PG_IDLE_PING_S:
+            try:
+                engine.dialect.do_ping(dbapi_connection)
+            except Exception as exc:
+                raise DisconnectionError(f"a pooled connection failed its ping: {exc}") from exc
+
+
+#: Seconds a pooled PostgreSQL connection may sit idle before its next checkout pings it.
+PG_IDLE_PING_S = 10.0
+_IDLE_SINCE = "meshkit.idle_since"
