@@ -9,7 +9,6 @@ registered again, so an instance heals itself after any registry outage.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -18,6 +17,7 @@ from typing import Any
 from meshkit.basis.errors import ConfigError, NotFound
 from meshkit.basis.instance import Instance
 from meshkit.basis.registry import Registry
+from meshkit.basis.tasks import stop_task
 
 log = logging.getLogger("meshkit.registry")
 
@@ -82,10 +82,7 @@ class Registration:
     async def stop(self, deregister: bool = True) -> None:
         """Stop heartbeating; deregister unless ``deregister`` is false."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         if deregister:
             try:
                 await self.registry.deregister(self.instance)

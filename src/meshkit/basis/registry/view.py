@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from meshkit.basis.errors import Unavailable
 from meshkit.basis.instance import Instance
 from meshkit.basis.registry import Registry, RegistryEvent
+from meshkit.basis.tasks import stop_task
 
 log = logging.getLogger("meshkit.registry")
 
@@ -89,9 +90,7 @@ class RegistryView:
         """Stop watching and forget local timers (the registry itself stays open)."""
         self._closed = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
         self._stop_expiry()
 
