@@ -17,6 +17,7 @@ import uuid
 import pytest
 
 from meshkit.basis.natsd import EmbeddedNats
+from meshkit.basis.tasks import stop_task
 
 PG_DSN = os.environ.get("MESHKIT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("MESHKIT_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -28,6 +29,20 @@ def _reachable(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _stop_leftover_tasks():
+    """At the end of the session, stop tasks a test left running, before the loop closes.
+
+    The loop's own close cancels them once and waits without a limit; on Python 3.11
+    a task whose cancellation was swallowed by ``asyncio.wait_for`` (a leaked registry
+    watch) would hang the run there. ``stop_task`` cancels again, and gives up.
+    """
+    yield
+    current = asyncio.current_task()
+    for task in [t for t in asyncio.all_tasks() if t is not current]:
+        await stop_task(task, timeout=2.0)
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +100,14 @@ def database_url(request, tmp_path):
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
+
+
+def pytest_collection_modifyitems(config, items):
+    # A test that asserts wall-clock timing fails when a loaded 2-core machine
+    # starves the event loop for a second: it gets two more tries, no other test does.
+    for item in items:
+        if item.get_closest_marker("timing"):
+            item.add_marker(pytest.mark.flaky(reruns=2, reruns_delay=1))
 
 
 def pytest_configure(config):

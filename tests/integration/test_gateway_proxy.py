@@ -71,6 +71,7 @@ from meshkit.basis.registry import open_registry
 from meshkit.basis.registry.registration import Registration
 from meshkit.gateway.server import Response, serve
 
+
 async def handle(req):
     return Response(200, [(b"content-type", b"application/json")], orjson.dumps({"instance": sys.argv[3]}))
 
@@ -327,6 +328,7 @@ async def test_hot_reload_under_load_drops_nothing(env):
     assert (await env.get(gw, "/x")).status == 200
 
 
+@pytest.mark.timing
 async def test_aggregation_returns_the_parts_that_answered(env):
     await env.upstream("users", "u1")
     orders = await env.upstream("orders", "o1")
@@ -341,10 +343,10 @@ async def test_aggregation_returns_the_parts_that_answered(env):
 """))
     await gw.view.wait_for("orders", 1)
     await gw.view.wait_for("users", 1)
-    orders.delay = 0.5  # slower than its part timeout
+    orders.delay = 2.0  # much slower than its part timeout
     t0 = time.monotonic()
     r = await env.get(gw, "/profile/42")
-    assert time.monotonic() - t0 < 0.45
+    assert time.monotonic() - t0 < 1.5  # the 200 ms part timeout, not the 2 s answer
     assert r.status == 200
     body = r.json()
     assert body["user"]["target"] == "/users/42"

@@ -175,6 +175,7 @@ async def test_an_unknown_key_is_401_with_a_challenge_and_never_reaches_the_upst
     assert stack.upstream_calls == before
 
 
+@pytest.mark.timing
 async def test_a_revoked_key_is_refused_within_the_cache_ttl(stack):
     made = await new_key(stack, ["orders:read"])
     assert (await call(stack, made["key"])).status_code == 200  # now in the gateway's cache
@@ -187,6 +188,7 @@ async def test_a_revoked_key_is_refused_within_the_cache_ttl(stack):
     assert r.status_code == 401 and "www-authenticate" in r.headers, r.text
 
 
+@pytest.mark.timing
 async def test_an_sso_outage_serves_cached_keys_until_the_ttl_and_503s_the_others(stack):
     s = stack
     cached, fresh = await new_key(s, ["orders:read"]), await new_key(s, ["orders:read"])

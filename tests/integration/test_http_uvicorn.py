@@ -110,6 +110,7 @@ async def test_status_only_answers_and_head(upstream):
         assert stats.connections_opened == 1 and stats.reused == 5
 
 
+@pytest.mark.timing
 async def test_hundred_concurrent_requests_within_the_pool_limit(upstream):
     async with HttpTransport(max_connections_per_host=20) as t:
         results = await asyncio.gather(*(t.request(HOST, upstream, "GET", "/slow?s=0.02") for _ in range(100)))

@@ -48,7 +48,8 @@ async def test_catalog_events_feed_the_storefront_copy(nats_server, tmp_path, da
     catalog = build_catalog(CatalogSettings(database_url=cat_db, **common))
     storefront = build_storefront(StorefrontSettings(database_url=store_db, **common))
     async with running(catalog) as cat, running(storefront) as shop, \
-            httpx.AsyncClient(base_url=cat.url) as c, httpx.AsyncClient(base_url=shop.url) as s:
+            httpx.AsyncClient(base_url=cat.url, timeout=30) as c, \
+            httpx.AsyncClient(base_url=shop.url, timeout=30) as s:
         made = []
         for i in range(3):
             r = await c.post("/products", json={"name": f"Mug {i}", "sku": f"MUG-{uuid.uuid4().hex[:8]}",

@@ -90,6 +90,7 @@ async def test_watch_of_an_empty_registry_syncs_at_once(open_client):
     await it.aclose()
 
 
+@pytest.mark.timing
 async def test_heartbeats_keep_an_entry_alive(open_client):
     reg = await open_client()
     a = inst("svc", "a")
@@ -103,6 +104,7 @@ async def test_heartbeats_keep_an_entry_alive(open_client):
     assert [i.status for i in await reg.list("svc")] == ["draining"]
 
 
+@pytest.mark.timing
 async def test_missing_heartbeats_expire_with_a_delete_event(open_client):
     reg = await open_client()
     watcher = await open_client()
@@ -128,14 +130,12 @@ async def test_view_resolves_without_io(open_client):
     assert view.instances("svc") == [a]
     assert view.services() == {"svc": [a]}
     cached = view.instances("svc")
-    t0 = time.perf_counter()
-    for _ in range(100_000):
+    for _ in range(3):  # the same list object each time: a lookup in the view's copy, not a fetch
         assert view.instances("svc") is cached
-    per_call = (time.perf_counter() - t0) / 100_000
-    assert per_call < 2e-6, per_call  # a dict lookup, not a round-trip
     await view.close()
 
 
+@pytest.mark.timing
 async def test_view_sees_a_new_instance_within_200ms(open_client):
     writer = await open_client()
     view = await RegistryView(await open_client()).start()
@@ -150,6 +150,7 @@ async def test_view_sees_a_new_instance_within_200ms(open_client):
     await view.close()
 
 
+@pytest.mark.timing
 async def test_view_drops_a_crashed_instance_within_ttl_plus_1s(open_client):
     reg = await open_client()
     view = await RegistryView(await open_client()).start()
@@ -163,6 +164,7 @@ async def test_view_drops_a_crashed_instance_within_ttl_plus_1s(open_client):
     await view.close()
 
 
+@pytest.mark.timing
 async def test_registration_lifecycle_in_a_view(open_client):
     view = await RegistryView(await open_client()).start()
     changes: list[str] = []

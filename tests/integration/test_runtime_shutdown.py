@@ -23,6 +23,7 @@ from meshkit.basis.service import Service, run
 from meshkit.basis.settings import ServiceSettings
 from meshkit.basis.web import json_response
 
+
 async def slow(request):
     await asyncio.sleep(float(request.query_params.get("s", "0")))
     return json_response({"done": True})
@@ -39,6 +40,7 @@ run(svc)
 
 
 @pytest.mark.parametrize("server", ["granian", "uvicorn"])
+@pytest.mark.timing
 async def test_sigterm_deregisters_drains_refuses_and_exits_0(server, nats_server, tmp_path):
     registry_url = f"{nats_server}?bucket=rt_{uuid.uuid4().hex[:10]}"
     name = f"rt-term-{server}"

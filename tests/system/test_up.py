@@ -136,6 +136,7 @@ async def _until(condition, timeout: float) -> bool:
     return True
 
 
+@pytest.mark.timing
 async def test_up_survives_a_killed_instance_and_stops_clean(tmp_path):
     if not sys.platform.startswith("linux"):
         pytest.skip("checks for leftover processes through /proc")

@@ -276,3 +276,24 @@ async def test_symmetric_and_weak_keys_in_the_jwks_are_never_used(ed):
     await rejected(auth, f"{header}.{payload}.{b64url(sig)}", "'HS256' is not accepted")
     weak_token = weak.sign_raw({"alg": "RS256", "kid": "weak"}, json.dumps(weak.claims()).encode())
     await rejected(auth, weak_token, "unknown signing key 'weak'")  # a real 1024-bit key, refused for its size
+
+
+async def test_cached_lookup_is_the_hot_path_and_never_verifies(ed):
+    now = [time.time()]
+    auth = Authenticator(jwks=ed.jwks(), issuer=ISS, audience=AUD, leeway=30, clock=lambda: now[0])
+    claims = ed.claims("fay", ttl=60)
+    token = ed.sign(claims)
+    header = f"Bearer {token}".encode()
+    assert auth.cached(header) is None  # not verified yet: "unknown", not "anonymous"
+    identity = await auth.authenticate(header.decode(), None)
+    assert auth.cached(header) is identity
+    assert auth.cached(f"Basic {token}".encode()) is None  # another scheme is never a cache hit
+    assert auth.cached(f"Bearer {token}x".encode()) is None
+    auth.revoke(claims["jti"], until=claims["exp"])
+    with pytest.raises(Unauthorized, match="revoked"):
+        auth.cached(header)
+    assert len(auth.cache) == 0
+    auth2 = Authenticator(jwks=ed.jwks(), issuer=ISS, audience=AUD, leeway=30, clock=lambda: now[0])
+    assert await auth2.authenticate(header.decode(), None)
+    now[0] = claims["exp"]  # expired: the cache forgets it, verification decides
+    assert auth2.cached(header) is None

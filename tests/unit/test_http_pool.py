@@ -109,12 +109,13 @@ async def test_connect_refused_is_connect_error():
         assert (stats.open, stats.connect_errors) == (0, 1)
 
 
+@pytest.mark.timing
 async def test_timeout_is_request_timeout_and_discards_the_connection():
     async with serve(responder(OK, delay=5)) as up, HttpTransport() as t:
         start = time.monotonic()
         with pytest.raises(RequestTimeout) as info:
             await t.request(HOST, up.port, "GET", "/", timeout=0.2)
-        assert 0.15 < time.monotonic() - start < 1.0
+        assert 0.15 < time.monotonic() - start < 2.5  # far below the 5 s answer, with room for a loaded machine
         assert info.value.request_sent
         assert t.stats()[f"{HOST}:{up.port}"].open == 0
 
@@ -129,6 +130,7 @@ async def test_pool_limit_holds_under_100_concurrent_requests():
         assert (stats.open, stats.idle, stats.in_use, stats.waiting) == (10, 10, 0, 0)
 
 
+@pytest.mark.timing
 async def test_waiting_for_a_connection_counts_against_the_timeout():
     async with serve(responder(OK, delay=0.5)) as up, HttpTransport(max_connections_per_host=1) as t:
         slow = asyncio.ensure_future(t.request(HOST, up.port, "GET", "/slow"))

@@ -79,3 +79,19 @@ def test_methods():
 def test_str_body_is_a_type_error():
     with pytest.raises(TypeError, match="bytes"):
         encode_request("POST", "/", HOST, None, "text")  # type: ignore[arg-type]
+
+
+def test_list_of_byte_pairs_takes_the_joined_path_with_the_same_rules():
+    data, _, close = encode_request("GET", "/", HOST, [(b"a", b"1"), (b"x-forwarded-host", b"h")], b"")
+    assert data == b"GET / HTTP/1.1\r\na: 1\r\nx-forwarded-host: h\r\nHost: 10.0.0.5:8080\r\n\r\n"
+    assert close is False
+    # framing and Host names in any case still get the exact treatment
+    data, _, close = encode_request("GET", "/", HOST, [(b"HOST", b"mine"), (b"Connection", b"close"),
+                                                       (b"Content-Length", b"5")], b"")
+    assert data == b"GET / HTTP/1.1\r\nHOST: mine\r\nConnection: close\r\n\r\n"
+    assert close is True
+    for bad in ([(b"a", b"1\r\nx: y")], [(b"a\n", b"1")], [(b"a", b"\r")]):
+        with pytest.raises(InvalidRequest, match="CR or LF"):
+            encode_request("GET", "/", HOST, bad, b"")
+    with pytest.raises(ValueError):
+        encode_request("GET", "/", HOST, [(b"a", b"1", b"2")], b"")

@@ -82,6 +82,7 @@ async def test_update_publishes_at_once_and_stop_can_keep_the_entry():
     assert reg.calls[-1] == ("heartbeat", "draining")
 
 
+@pytest.mark.timing
 async def test_memory_registration_heals_after_expiry():
     registry = MemoryRegistry(unique_url())
     a = inst()

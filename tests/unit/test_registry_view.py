@@ -76,6 +76,7 @@ async def test_reconciles_after_the_watch_fails():
     await view.close()
 
 
+@pytest.mark.timing
 async def test_local_expiry_drops_an_entry_whose_delete_never_comes():
     a = inst("svc", "a")
     reg = ScriptedRegistry([put(a, ttl=0.3), SYNC, "hold"])
@@ -91,6 +92,7 @@ async def test_local_expiry_drops_an_entry_whose_delete_never_comes():
     await view.close()
 
 
+@pytest.mark.timing
 async def test_local_expiry_pauses_while_the_watch_is_down():
     a = inst("svc", "a")
     # The watch fails right after sync and stays down for a while (every retry fails).

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import httpx
+import pytest
 from starlette.requests import Request
 from starlette.routing import Route
 
@@ -39,6 +40,7 @@ def client(svc: Service) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=svc), base_url="http://svc")
 
 
+@pytest.mark.timing
 async def test_deadline_running_out_mid_request_cancels_it_with_504():
     svc = make_service()
     async with client(svc) as c:

@@ -186,6 +186,7 @@ def test_json_response_types():
                                     "item": {"name": "a", "price": 1}}
 
 
+@pytest.mark.timing
 async def test_checks_run_concurrently_with_a_timeout_each():
     checks = HealthChecks(timeout=0.2)
 
