@@ -202,14 +202,34 @@ _LAT = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 _UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
+def session_cpu(sid: int) -> float:
+    """CPU seconds (user + system) used so far by every live process of session ``sid`` (a proxy and its workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # field 6 of stat: the session id
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def wrk(url: str, duration: float, connections: int, auth: str | None = None,
-        script: Path | None = None) -> dict:
+        script: Path | None = None, cpu_of: subprocess.Popen | None = None) -> dict:
+    """One wrk run; with ``cpu_of``, also that process tree's CPU microseconds per request during the run."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "5s"]
     if script is not None:
         cmd += ["-s", str(script)]
     elif auth:
         cmd += ["-H", f"Authorization: {auth}"]
+    cpu0 = session_cpu(cpu_of.pid) if cpu_of is not None else 0.0
     done = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=duration + 30)
+    cpu = session_cpu(cpu_of.pid) - cpu0 if cpu_of is not None else 0.0
     out = done.stdout
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if found is None:
@@ -218,7 +238,9 @@ def wrk(url: str, duration: float, connections: int, auth: str | None = None,
     lat = {m.group(1): float(m.group(2)) * _UNIT[m.group(3)] for m in _LAT.finditer(out)}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: (.*)", out)
-    return {"rps": rps, "p50": lat.get("50", 0.0), "p99": lat.get("99", 0.0),
+    total = re.search(r"(\d+) requests in", out)
+    cpu_us = cpu / int(total.group(1)) * 1e6 if cpu_of is not None and total and int(total.group(1)) else 0.0
+    return {"rps": rps, "p50": lat.get("50", 0.0), "p99": lat.get("99", 0.0), "cpu_us": cpu_us,
             "non2xx": int(errors.group(1)) if errors else 0, "socket_errors": sock.group(1) if sock else ""}
 
 
@@ -249,16 +271,16 @@ def main(argv: list[str]) -> int:
         try:
             up = free_port()
             (tmp / "bench_upstream.py").write_text(UPSTREAM_APP.format(jwks=jwks))
-            granian(procs, tmp, "bench_upstream", up)
+            upstream = granian(procs, tmp, "bench_upstream", up)
             urls["direct"] = f"http://127.0.0.1:{up}/hello"
-            results["direct"] = wrk(urls["direct"], args.duration, args.connections)
+            results["direct"] = wrk(urls["direct"], args.duration, args.connections, cpu_of=upstream)
             if "nginx" in only:
                 port = free_port()
                 (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, up=up, port=port, workers=args.workers))
                 p = procs.start([nginx_bin, "-p", str(tmp), "-c", str(tmp / "nginx.conf")])
                 wait_port(port)
                 urls["nginx"] = f"http://127.0.0.1:{port}/hello"
-                results["nginx"] = wrk(urls["nginx"], args.duration, args.connections)
+                results["nginx"] = wrk(urls["nginx"], args.duration, args.connections, cpu_of=p)
                 procs.stop(p)
             for name, src in (("aiohttp", AIOHTTP_PROXY), ("httpx", HTTPX_PROXY)):
                 if name not in only:
@@ -268,7 +290,7 @@ def main(argv: list[str]) -> int:
                 p = granian(procs, tmp, f"bench_{name}", port)
                 urls[name] = f"http://127.0.0.1:{port}/hello"
                 wrk(urls[name], 1, args.connections)  # warm up pools
-                results[name] = wrk(urls[name], args.duration, args.connections)
+                results[name] = wrk(urls[name], args.duration, args.connections, cpu_of=p)
                 procs.stop(p)
             if "meshkit" in only:
                 port, admin = free_port(), free_port()
@@ -287,7 +309,7 @@ def main(argv: list[str]) -> int:
                     print(f"meshkit gateway answered {check.stdout.strip()} to an authenticated request; aborting")
                     return 1
                 wrk(urls["meshkit"], 1, args.connections, auth=auth)
-                results["meshkit"] = wrk(urls["meshkit"], args.duration, args.connections, auth=auth)
+                results["meshkit"] = wrk(urls["meshkit"], args.duration, args.connections, auth=auth, cpu_of=p)
                 metrics = subprocess.run(["curl", "-s", f"http://127.0.0.1:{admin}/metrics"], capture_output=True,
                                          text=True).stdout
                 results["meshkit"]["metrics_lines"] = sum(1 for line in metrics.splitlines()
@@ -313,7 +335,9 @@ def report(results: dict[str, dict], args) -> None:
     nginx = results.get("nginx", {}).get("rps", 0.0)
     print(f"wrk: 1 thread, {args.connections} connections, {args.duration:.0f} s per run; trivial Starlette "
           f"upstream on granian (1 worker); nginx and gateway with {args.workers} worker process(es) each")
-    print(f"{'target':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs nginx':>10}{'vs direct':>11}  errors")
+    print("cpu µs/req: CPU time of the proxy's processes (the upstream's, for direct) per request during the run")
+    print(f"{'target':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs nginx':>10}{'vs direct':>11}"
+          f"{'cpu µs/req':>12}  errors")
     labels = {"direct": "direct", "nginx": "nginx", "aiohttp": "starlette+aiohttp", "httpx": "starlette+httpx",
               "meshkit": "meshkit (auth+rl+met)", "direct@half": "direct @ half peak",
               "meshkit@half": "meshkit @ half peak"}
@@ -321,8 +345,9 @@ def report(results: dict[str, dict], args) -> None:
         vs_nginx = f"{r['rps'] / nginx:.2f}x" if nginx and "@" not in key else ""
         vs_direct = f"{r['rps'] / results['direct']['rps']:.2f}x" if "@" not in key else ""
         errs = (f"{r['non2xx']} non-2xx " if r["non2xx"] else "") + (r["socket_errors"] or "")
+        cpu = f"{r['cpu_us']:.1f}" if r.get("cpu_us") else ""
         print(f"{labels.get(key, key):<22}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{vs_nginx:>10}"
-              f"{vs_direct:>11}  {errs or '-'}")
+              f"{vs_direct:>11}{cpu:>12}  {errs or '-'}")
     if "meshkit" in results:
         m = results["meshkit"]
         if nginx:

@@ -22,15 +22,15 @@ _REASONS = {
     429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
     502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
 }
-_STATUS_LINES: dict[int, bytes] = {
+STATUS_LINES: dict[int, bytes] = {
     code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in _REASONS.items()
 }
 
 
 def status_line(status: int) -> bytes:
-    line = _STATUS_LINES.get(status)
+    line = STATUS_LINES.get(status)
     if line is None:
-        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n".encode()
+        line = STATUS_LINES[status] = f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n".encode()
     return line
 
 
@@ -83,9 +83,12 @@ class Response:
 
     ``body`` is bytes, or ``stream`` an async iterator of chunks (sent chunked,
     or raw when the headers carry a content-length); ``on_close`` runs after sending.
+    ``head``, when set, is the header lines already serialised (``name: value\r\n``
+    each, no ``content-length``), sent before ``headers``: the proxy's hot path
+    builds it in one pass over the upstream's answer.
     """
 
-    __slots__ = ("body", "close", "headers", "on_close", "status", "stream")
+    __slots__ = ("body", "close", "head", "headers", "on_close", "status", "stream")
 
     def __init__(self, status: int, headers: list[tuple[bytes, bytes]] | None = None, body: bytes = b"",
                  stream: AsyncIterator[bytes] | None = None,
@@ -96,6 +99,7 @@ class Response:
         self.stream = stream
         self.on_close = on_close
         self.close = False
+        self.head: bytes | None = None
 
 
 Handler = Callable[[Request], Awaitable[Response]]

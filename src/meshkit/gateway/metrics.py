@@ -55,7 +55,9 @@ class GatewayMetrics:
         h = self.latency.get(route)
         if h is None:
             h = self.latency[route] = Histogram()
-        h.observe(seconds)
+        h.counts[bisect_left(BUCKETS, seconds)] += 1  # h.observe(seconds), inlined: once per request
+        h.sum += seconds
+        h.count += 1
 
     def upstream(self, upstream: str, status: int, seconds: float) -> None:
         """One answer from an upstream."""
@@ -65,7 +67,9 @@ class GatewayMetrics:
         h = self.upstream_latency.get(upstream)
         if h is None:
             h = self.upstream_latency[upstream] = Histogram()
-        h.observe(seconds)
+        h.counts[bisect_left(BUCKETS, seconds)] += 1  # h.observe(seconds), inlined
+        h.sum += seconds
+        h.count += 1
 
     def upstream_error(self, upstream: str, kind: str) -> None:
         """A failed upstream call (connect, timeout, closed...)."""

@@ -38,10 +38,6 @@ _GET_HEAD = frozenset({"GET", "HEAD"})
 _bits = random.getrandbits
 
 
-def _hex(bits: int) -> str:
-    return f"{_bits(bits):0{bits // 4}x}"
-
-
 def _bad_path(path: str) -> bool:
     """``.``/``..`` segments (also percent-encoded) would escape a rewritten prefix: refuse them."""
     p = unquote(path) if "%" in path else path
@@ -115,13 +111,17 @@ class Proxy(FastPath):
                 preflight = v
                 fwd.append((k, v))
             # everything else in _SPECIAL (hop-by-hop, client-sent identity) is dropped
-        if rid is None or len(rid) > 128 or not rid.replace(b"-", b"").replace(b"_", b"").isalnum():
-            rid = b"%024x" % _bits(96)
+        new_rid = rid is None or len(rid) > 128 or not rid.replace(b"-", b"").replace(b"_", b"").isalnum()
         parsed = parse_traceparent(tp.decode("latin-1")) if tp else None
         if parsed:
             trace_id, flags = parsed[0], b"01" if parsed[2] else b"00"
-        else:
-            trace_id, flags = _hex(128), b"01"
+            if new_rid:
+                rid = b"%024x" % _bits(96)
+        else:  # one draw for both ids
+            ids = f"{_bits(224):056x}"
+            trace_id, flags = ids[24:], b"01"
+            if new_rid:
+                rid = ids[:24].encode()
         client = req.client
         if self.trust_forwarded and xff:
             client = xff.split(b",")[0].strip().decode("latin-1")

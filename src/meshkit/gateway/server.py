@@ -32,7 +32,15 @@ from collections.abc import Callable
 import httptools
 
 from meshkit.basis.errors import BadRequest, HeadersTooLarge, MeshkitError, PayloadTooLarge
-from meshkit.gateway.messages import Handler, Limits, Request, Response, error_response, status_line
+from meshkit.gateway.messages import (
+    STATUS_LINES,
+    Handler,
+    Limits,
+    Request,
+    Response,
+    error_response,
+    status_line,
+)
 
 
 class _Busy:
@@ -287,9 +295,16 @@ class HttpProtocol(asyncio.Protocol):
             self.task = None
 
     @staticmethod
-    def _write(t: asyncio.Transport, resp: Response, keep: bool, head: bool) -> None:
+    def _write(t: asyncio.Transport, resp: Response, keep: bool, is_head: bool) -> None:
         # A buffered answer: status line, headers and body in one write (one syscall).
+        head = resp.head
+        if head is not None and not resp.headers:  # serialised by the proxy's hot path
+            t.write(b"".join((STATUS_LINES.get(resp.status) or status_line(resp.status), head, b"" if keep else b"connection: close\r\n",
+                              b"content-length: %d\r\n\r\n" % len(resp.body), b"" if is_head else resp.body)))
+            return
         parts = [status_line(resp.status)]
+        if head is not None:
+            parts.append(head)
         has_length = False
         for k, v in resp.headers:
             if k == b"content-length":
@@ -300,7 +315,7 @@ class HttpProtocol(asyncio.Protocol):
         if not has_length:
             parts += (b"content-length: ", b"%d" % len(resp.body), b"\r\n")
         parts.append(b"\r\n")
-        if not head:
+        if not is_head:
             parts.append(resp.body)
         t.write(b"".join(parts))
 

@@ -307,11 +307,13 @@ class Connection(asyncio.Protocol):
             self._wake_reader()
         else:
             body = self._body
-            if self._cb is not None:
+            cb = self._cb
+            if cb is not None:
                 if not self._keep_alive or self._close_after:
                     self.close()
-                self._callback(HttpResponse(self._status, self._headers,
-                                            body[0] if len(body) == 1 else b"".join(body)), None)
+                self._cb = None  # _callback(), inlined: once per answer on the proxy's path
+                cb(self, HttpResponse(self._status, self._headers, body[0] if len(body) == 1 else b"".join(body)),
+                   None)
                 return
             fut = self._fut
             if fut is not None and not fut.done():

@@ -60,6 +60,40 @@ def host_line(host: str, port: int) -> bytes:
     return b"Host: " + value.encode("idna" if not value.isascii() else "ascii") + b"\r\n"
 
 
+#: Names that make a header block need the exact per-header pass (each at the start of a line).
+_COLON = b": "
+_PAIRS = {2}
+_LINE_STARTS = (b"\nhost", b"\ncontent-length", b"\ntransfer-encoding", b"\nconnection")
+
+
+def _plain_block(headers: list) -> bytes | None:
+    """The header lines of a list of ``bytes`` pairs with no name that needs special handling, else ``None``.
+
+    The common shape (a proxy forwarding headers, a client adding a few) done in
+    C-level passes over one joined block instead of a Python pass per header:
+    ``None`` (the exact pass in :func:`encode_request`) when any name starts like
+    ``host``, ``content-length``, ``transfer-encoding`` or ``connection`` in any
+    case, or a name or value is not ``bytes``; :class:`InvalidRequest` for a CR
+    or LF inside a name or value.
+    """
+    if not headers:
+        return None
+    if set(map(len, headers)) != _PAIRS:
+        return None  # not all (name, value) pairs: the exact pass says what is wrong
+    try:
+        block = b"\r\n".join(map(_COLON.join, headers)) + b"\r\n"  # C-level: no Python step per header
+    except TypeError:  # str names or values (or not pairs): the exact pass converts them
+        return None
+    n = len(headers)
+    if block.count(b"\n") != n or block.count(b"\r") != n:
+        raise InvalidRequest("a header name or value contains CR or LF: remove line breaks from headers")
+    low = b"\n" + block.lower()
+    for start in _LINE_STARTS:
+        if start in low:
+            return None
+    return block
+
+
 def encode_request(
     method: str, target: str, host: bytes, headers: Headers | None, body: bytes
 ) -> tuple[bytes, bytes | None, bool]:
@@ -71,13 +105,20 @@ def encode_request(
     """
     if _BAD_TARGET.search(target) is not None or not target:
         raise InvalidRequest(f"invalid request target {target!r}: percent-encode spaces and control characters")
-    parts = [method_bytes(method), b" ", target.encode("latin-1"), b" HTTP/1.1\r\n"]
+    parts = [_METHODS.get(method) or method_bytes(method), b" ", target.encode("latin-1"), b" HTTP/1.1\r\n"]
     close = False
-    if headers:
+    block = _plain_block(headers) if headers.__class__ is list else None
+    if block is not None:
+        parts.append(block)
+        parts.append(host)
+    elif headers:
         has_host = False
         n = 0
         start = len(parts)
-        items = headers.items() if headers.__class__ is dict or isinstance(headers, Mapping) else headers
+        if headers.__class__ is list or headers.__class__ is tuple:
+            items = headers
+        else:
+            items = headers.items() if headers.__class__ is dict or isinstance(headers, Mapping) else headers
         for name, value in items:
             if name.__class__ is not bytes:
                 name = str(name).encode("latin-1")
