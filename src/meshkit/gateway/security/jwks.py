@@ -36,6 +36,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
 
+from meshkit.basis.http import HttpTransport
+
 log = logging.getLogger("meshkit.gateway.security")
 
 RS256, EDDSA = "RS256", "EdDSA"
@@ -219,13 +221,9 @@ class JwksSource:
 
 
 async def http_get(url: str, timeout: float) -> bytes:
-    """GET ``url`` and return the body of a 200; the lean transport for http://, aiohttp otherwise."""
+    """GET ``url`` and return the body of a 200; the lean transport for http://, aiohttp (TLS) otherwise."""
     parts = urlsplit(url)
-    try:
-        from meshkit.basis.http import HttpTransport  # type: ignore[attr-defined]
-    except ImportError:
-        HttpTransport = None  # not landed yet: aiohttp below
-    if HttpTransport is not None and parts.scheme == "http":
+    if parts.scheme == "http":
         transport = HttpTransport()
         try:
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
