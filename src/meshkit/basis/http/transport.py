@@ -180,19 +180,8 @@ class HttpTransport:
                             callback: Callable[[HttpResponse | None, BaseException | None], None]) -> None:
         # The stale-connection retry of send_nowait: once, on a newly opened connection.
         try:
-            conn = await pool.acquire(deadline, fresh=True)
-            pool.requests += 1
-            fut = conn.send(data, tail, head=method == "HEAD", stream=False, close=close)
-            if deadline is not None:
-                pool.watch(conn, deadline, timeout)  # type: ignore[arg-type]
-            try:
-                response = await fut
-            except BaseException:
-                pool.discard(conn)
-                raise
-            finally:
-                if deadline is not None:
-                    pool.unwatch(conn)
+            conn, response = await _exchange(pool, method, data, tail, close, deadline, timeout, stream=False,
+                                             fresh=True)
             pool.release(conn)
         except Exception as exc:
             callback(None, exc)
@@ -248,14 +237,14 @@ class HttpTransport:
 
 
 async def _exchange(pool, method: str, data, tail, close: bool, deadline: float | None, timeout: float | None,
-                    *, stream: bool):
+                    *, stream: bool, fresh: bool = False):
     """Send on a pooled connection and wait for the answer (``stream``: its head only).
 
     A reused connection that the server had already closed (``stale``) is retried once on
     a fresh one for idempotent methods; the connection is discarded on any failure.
+    ``fresh``: start on a newly opened connection (and so never retry).
     Returns ``(connection, what the connection's future gave)``.
     """
-    fresh = False
     while True:
         conn = None if fresh else pool.try_acquire()
         if conn is None:
