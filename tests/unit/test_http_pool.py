@@ -63,6 +63,31 @@ async def test_stale_keep_alive_connection_is_retried_for_get():
         assert t.stats()[f"{HOST}:{up.port}"].stale_retries == 1
 
 
+async def test_send_nowait_resends_a_stale_get_once_on_a_fresh_connection():
+    async with serve(stale_once()) as up, HttpTransport() as t:
+        await t.request(HOST, up.port, "GET", "/one")  # leaves an idle keep-alive connection
+        got: asyncio.Future = asyncio.get_running_loop().create_future()
+        sent = t.send_nowait(HOST, up.port, "GET", "/two", None, b"", 5.0,
+                             lambda response, exc: got.set_result((response, exc)))
+        assert sent is True
+        response, exc = await asyncio.wait_for(got, 5.0)
+        assert exc is None and response.body == b"hello"
+        assert up.connections == 2
+        assert [h.split(b" ")[1] for h in up.requests] == [b"/one", b"/two", b"/two"]
+        assert t.stats()[f"{HOST}:{up.port}"].stale_retries == 1
+
+
+async def test_send_nowait_hands_a_stale_post_to_the_callback_unsent_again():
+    async with serve(stale_once()) as up, HttpTransport() as t:
+        await t.request(HOST, up.port, "GET", "/one")
+        got: asyncio.Future = asyncio.get_running_loop().create_future()
+        assert t.send_nowait(HOST, up.port, "POST", "/pay", None, b"{}", 5.0,
+                             lambda response, exc: got.set_result((response, exc)))
+        response, exc = await asyncio.wait_for(got, 5.0)
+        assert response is None and isinstance(exc, ConnectionClosed) and exc.stale
+        assert up.connections == 1 and t.stats()[f"{HOST}:{up.port}"].stale_retries == 0
+
+
 async def test_stale_keep_alive_connection_is_not_retried_for_post():
     async with serve(stale_once()) as up, HttpTransport() as t:
         await t.request(HOST, up.port, "GET", "/one")
