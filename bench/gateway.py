@@ -6,6 +6,11 @@ One trivial upstream (Starlette on granian, one worker) and, in turn, in front o
 - ``nginx``: reverse proxy with upstream keep-alive, one worker;
 - ``starlette+aiohttp``: a Starlette app on granian forwarding through one aiohttp session;
 - ``starlette+httpx``: the same with an httpx AsyncClient;
+- ``floor``: a bare keep-alive proxy on uvloop + httptools (~70 lines, below): no routing,
+  auth, limits, metrics or error handling, one upstream connection per client connection.
+  Not a product anyone would run; it shows what the event loop and the kernel cost per
+  request, which no Python proxy on asyncio gets under, so meshkit's distance to it is
+  what its features and checks cost;
 - ``meshkit``: the gateway (``python -m meshkit.gateway.main``) on a route with auth
   (a bearer JWT, verified once and then cached), a rate limit and metrics on.
 
@@ -82,6 +87,88 @@ async def proxy(request):
     return Response(r.content, status_code=r.status_code, media_type=r.headers.get("content-type"))
 
 app = Starlette(routes=[Route("/{{path:path}}", proxy, methods=["GET", "POST"])])
+'''
+
+FLOOR_PROXY = '''
+import asyncio, sys
+import httptools, uvloop
+
+UP = ("127.0.0.1", {port})
+
+
+class Upstream(asyncio.Protocol):
+    def __init__(self, client):
+        self.client = client
+        self.parser = httptools.HttpResponseParser(self)
+        self.body = []
+        self.headers = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.parser.feed_data(data)
+
+    def on_header(self, name, value):
+        if name.lower() not in (b"content-length", b"connection", b"transfer-encoding"):
+            self.headers.append(b"%s: %s\\r\\n" % (name, value))
+
+    def on_body(self, body):
+        self.body.append(body)
+
+    def on_message_complete(self):
+        body = b"".join(self.body)
+        head = b"HTTP/1.1 %d OK\\r\\n%scontent-length: %d\\r\\n\\r\\n" % (
+            self.parser.get_status_code(), b"".join(self.headers), len(body))
+        self.body, self.headers = [], []
+        self.client.transport.write(head + body)
+
+
+class Client(asyncio.Protocol):
+    def __init__(self):
+        self.parser = httptools.HttpRequestParser(self)
+        self.upstream = None
+        self.headers = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.early = b""
+        asyncio.ensure_future(self.connect())
+
+    async def connect(self):
+        _, self.upstream = await asyncio.get_running_loop().create_connection(lambda: Upstream(self), *UP)
+        if self.early:
+            self.parser.feed_data(self.early)
+
+    def data_received(self, data):
+        if self.upstream is None:
+            self.early += data
+            return
+        self.parser.feed_data(data)
+
+    def on_url(self, url):
+        self.url = url
+
+    def on_header(self, name, value):
+        if name.lower() not in (b"connection", b"host"):
+            self.headers.append(b"%s: %s\\r\\n" % (name, value))
+
+    def on_message_complete(self):
+        req = b"%s %s HTTP/1.1\\r\\nhost: upstream\\r\\n%s\\r\\n" % (
+            self.parser.get_method(), self.url, b"".join(self.headers))
+        self.headers = []
+        self.upstream.transport.write(req)
+
+    def connection_lost(self, exc):
+        if self.upstream is not None:
+            self.upstream.transport.close()
+
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Client, "127.0.0.1", int(sys.argv[1]), backlog=1024)
+    await server.serve_forever()
+
+uvloop.run(main())
 '''
 
 NGINX_CONF = """
@@ -248,7 +335,7 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (default 5)")
     ap.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
-    ap.add_argument("--only", default="", help="comma-separated subset of: direct,nginx,aiohttp,httpx,meshkit")
+    ap.add_argument("--only", default="", help="comma-separated subset of: direct,nginx,aiohttp,httpx,floor,meshkit")
     ap.add_argument("--no-paced", action="store_true", help="skip the latency-at-half-peak runs")
     ap.add_argument("--workers", type=int, default=1,
                     help="processes for nginx (worker_processes) and the gateway (GATEWAY_WORKERS), the same "
@@ -259,7 +346,7 @@ def main(argv: list[str]) -> int:
             print(f"{tool} not found: install it (apt-get install wrk nginx) to run this benchmark")
             return 1
     nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
-    only = set(args.only.split(",")) if args.only else {"direct", "nginx", "aiohttp", "httpx", "meshkit"}
+    only = set(args.only.split(",")) if args.only else {"direct", "nginx", "aiohttp", "httpx", "floor", "meshkit"}
     only.add("direct")
     token, jwks = make_token()
     auth = f"Bearer {token}"
@@ -291,6 +378,14 @@ def main(argv: list[str]) -> int:
                 urls[name] = f"http://127.0.0.1:{port}/hello"
                 wrk(urls[name], 1, args.connections)  # warm up pools
                 results[name] = wrk(urls[name], args.duration, args.connections, cpu_of=p)
+                procs.stop(p)
+            if "floor" in only:
+                port = free_port()
+                (tmp / "bench_floor.py").write_text(FLOOR_PROXY.format(port=up))
+                p = procs.start([sys.executable, str(tmp / "bench_floor.py"), str(port)])
+                wait_port(port)
+                urls["floor"] = f"http://127.0.0.1:{port}/hello"
+                results["floor"] = wrk(urls["floor"], args.duration, args.connections, cpu_of=p)
                 procs.stop(p)
             if "meshkit" in only:
                 port, admin = free_port(), free_port()
@@ -339,6 +434,7 @@ def report(results: dict[str, dict], args) -> None:
     print(f"{'target':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs nginx':>10}{'vs direct':>11}"
           f"{'cpu µs/req':>12}  errors")
     labels = {"direct": "direct", "nginx": "nginx", "aiohttp": "starlette+aiohttp", "httpx": "starlette+httpx",
+              "floor": "floor (bare proxy)",
               "meshkit": "meshkit (auth+rl+met)", "direct@half": "direct @ half peak",
               "meshkit@half": "meshkit @ half peak"}
     for key, r in results.items():
@@ -354,6 +450,10 @@ def report(results: dict[str, dict], args) -> None:
             print(f"meshkit / nginx: {m['rps'] / nginx:.2f}x (target >= 0.80)")
         if best_py:
             print(f"meshkit / best plain Python proxy: {m['rps'] / best_py:.2f}x (target >= 3)")
+        if "floor" in results:
+            print(f"meshkit / floor: {m['rps'] / results['floor']['rps']:.2f}x; CPU per request above the floor: "
+                  f"{m['cpu_us'] - results['floor']['cpu_us']:.1f} µs (what routing, auth, rate limit, metrics, "
+                  f"identity headers and checks cost)")
         if "meshkit@half" in results:
             added = results["meshkit@half"]["p99"] - results["direct@half"]["p99"]
             print(f"p99 added over direct at ~{results['meshkit@half']['rps']:.0f} req/s (half of meshkit's peak): "
