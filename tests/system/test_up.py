@@ -154,7 +154,7 @@ async def test_up_survives_a_killed_instance_and_stops_clean(tmp_path):
         cwd=cwd, env=_env(**moved, **admin), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     up = UpProcess(proc)
-    registry = view = client = None
+    registry = view = client = watcher = runner = None
     try:
         ready = await up.wait_line(READY, READY_TIMEOUT)
         ready_line = ready.string
@@ -252,10 +252,20 @@ async def test_up_survives_a_killed_instance_and_stops_clean(tmp_path):
             code = await proc.wait()
         took = time.monotonic() - t0
         await asyncio.wait_for(up._reader, 5)
+        # What is still running is a failure (asserted below), and must not outlive the test:
+        # left behind, it would load the machine for every later test.
+        left = [p for p in pids if _alive(p)]
+        strays = _processes_in(cwd)
+        for child in (watcher, runner):
+            if child is not None and child.returncode is None:
+                child.kill()
+                await child.wait()
+        for pid in left + [int(line.split(":", 1)[0]) for line in strays]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     assert code == 0, up.output()
     assert took <= STOP_TIMEOUT, f"stopping took {took:.1f}s\n{up.output()}"
     assert "nats" in up.pids() and len(pids) >= 4  # nats, catalog-1 (twice), catalog-2
-    left = [p for p in pids if _alive(p)]
     assert left == [], f"still running: {left}"
-    assert _processes_in(cwd) == []
+    assert strays == []
