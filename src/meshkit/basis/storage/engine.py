@@ -20,6 +20,7 @@ for the async drivers above. Anything else is a :class:`ConfigError`.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -132,9 +133,9 @@ def _sqlite_events(engine: AsyncEngine, *, wal: bool) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            if wal:
-                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            if wal:
+                _journal_mode_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
         finally:
@@ -151,6 +152,26 @@ def _sqlite_events(engine: AsyncEngine, *, wal: bool) -> None:
         statement = "BEGIN IMMEDIATE" if mode == "immediate" else "BEGIN"
         if not sqlite_driver.begin(connection.connection.dbapi_connection, statement):
             connection.exec_driver_sql(statement)
+
+
+def _journal_mode_wal(cursor: Any) -> None:
+    # Switching a database to WAL needs its exclusive lock, and SQLite answers
+    # "database is locked" at once, without the busy handler, when another
+    # process holds a lock meanwhile (two instances opening a new database
+    # together): try again for as long as the busy timeout. Already WAL (every
+    # connection after the first): a read, no lock.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)  # rare (a new database opened by two processes at once): once per connection
 
 
 def _postgres(url: URL, echo: bool, options: dict[str, Any]) -> AsyncEngine:
