@@ -18,14 +18,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from sqlalchemy import event as sa_event
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meshkit.basis.bus.envelope import Envelope, Event, envelope
 from meshkit.basis.outbox.tables import tables_for
+from meshkit.basis.storage import Prepared, after_commit
 
-_WAKE_KEY = "meshkit.outbox.wake"
+_COLUMNS = ("event_id", "subject", "aggregate_id", "body", "created_at")
 
 
 class Outbox:
@@ -35,7 +35,9 @@ class Outbox:
         self.prefix = prefix
         self.source = source
         self.table = tables_for(prefix).outbox
-        self._insert = insert(self.table)  # built once: each add only binds its values
+        # Compiled once, sent straight to the driver: one row per business transaction is
+        # the hot path of every service that publishes (see meshkit.basis.storage.prepared).
+        self._insert = Prepared(insert(self.table), _COLUMNS)
         self._listeners: list[Callable[[], None]] = []
 
     def on_commit(self, listener: Callable[[], None]) -> None:
@@ -56,23 +58,12 @@ class Outbox:
         aggregate in the order they were added. ``subject`` defaults to the type name.
         """
         env = envelope(event, source=self.source)
-        await session.execute(
-            self._insert,
-            {
-                "event_id": env.id,
-                "subject": subject or env.type,
-                "aggregate_id": aggregate_id,
-                "body": env.to_json(),
-                "created_at": time.time(),
-            },
-        )
-        if self._listeners and not session.info.get(_WAKE_KEY):
-            session.info[_WAKE_KEY] = True
-            sa_event.listen(session.sync_session, "after_commit", self._committed, once=True)
+        await self._insert.run(session, (env.id, subject or env.type, aggregate_id, env.to_json(), time.time()))
+        if self._listeners:
+            after_commit(session, self._committed)
         return env
 
-    def _committed(self, sync_session) -> None:
-        sync_session.info.pop(_WAKE_KEY, None)
+    def _committed(self) -> None:
         for listener in self._listeners:
             listener()
 

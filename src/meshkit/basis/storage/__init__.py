@@ -8,16 +8,22 @@
     sessions = session_factory(engine)
     async with transaction(sessions) as session:       # commit, or roll back and translate errors
         ...
+        after_commit(session, callback)                # callback() once it has committed
+    add_row = Prepared(insert(table), ("id", "name"))  # a hot write, without SQLAlchemy's execution:
+    await add_row.run(session, (1, "a"))               # inside a transaction block, like execute
 """
 
 from meshkit.basis.storage.engine import SUPPORTED, create_engine, is_sqlite, parse_url, ping
 from meshkit.basis.storage.errors import translate, translate_errors
 from meshkit.basis.storage.lifecycle import use_database
 from meshkit.basis.storage.migrate import current_revision, default_version_table, migrate
-from meshkit.basis.storage.session import session_factory, transaction
+from meshkit.basis.storage.prepared import Prepared
+from meshkit.basis.storage.session import after_commit, session_factory, transaction
 
 __all__ = [
     "SUPPORTED",
+    "Prepared",
+    "after_commit",
     "create_engine",
     "current_revision",
     "default_version_table",

@@ -151,6 +151,19 @@ class Connection(AsyncAdapt_aiosqlite_connection):
         self._in_transaction = result[4]
         return result
 
+    async def run(self, operation: str, parameters: Sequence[Any]) -> int:
+        """``operation`` (a statement returning no rows) in one hop, awaited here rather than through
+        SQLAlchemy's execution (see :mod:`meshkit.basis.storage.prepared`); its rowcount."""
+        begin, self._begin = self._begin, None
+        self._in_transaction = True  # until this hop says otherwise (also if it fails)
+        try:
+            conn = self._connection._conn
+            result = await self._connection._execute(_run, conn, begin, operation, parameters, False)
+        except Exception as error:
+            self._handle_exception(error)
+        self._in_transaction = result[4]
+        return result[1]
+
     def _flush_begin(self) -> None:
         if self._begin is not None:
             self._statement("SELECT 1", None, many=False)
