@@ -115,7 +115,7 @@ async def test_the_writer_queue_is_per_database(engine, tmp_path):
 async def test_a_write_transaction_inside_another_on_the_same_database_fails_like_a_locked_database(engine, monkeypatch):
     """It could never get SQLite's lock (its own task holds it): Unavailable after the busy timeout, not a hang."""
     from meshkit.basis import errors
-    from meshkit.basis.storage import session as session_module
+    from meshkit.basis.storage import transactions as session_module
 
     monkeypatch.setattr(session_module, "SQLITE_BUSY_TIMEOUT_MS", 200)
     sessions = session_factory(engine)

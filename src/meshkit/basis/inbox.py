@@ -6,7 +6,7 @@
 
     @bus.handler("catalog.product.*", durable="search")
     @inbox.handler
-    async def on_product(event: Envelope, session: AsyncSession):
+    async def on_product(event: Envelope, session: Transaction):
         await session.execute(...)            # the effect, in the same transaction as the inbox row
 
 A redelivered event (the bus delivers at least once: after a crash before the
@@ -42,9 +42,9 @@ from meshkit.basis.bus.envelope import Envelope
 from meshkit.basis.bus.signals import Ack, Outcome, Retry
 from meshkit.basis.outbox.sql import insert_ignore
 from meshkit.basis.outbox.tables import tables_for
-from meshkit.basis.storage import transaction
+from meshkit.basis.storage import Transaction, transaction
 
-InboxHandler = Callable[[Envelope, AsyncSession], Awaitable[Outcome | None]]
+InboxHandler = Callable[[Envelope, Transaction], Awaitable[Outcome | None]]
 #: Rows per multi-row claim (3 parameters each: far below SQLite's variable limit).
 _CLAIM_CHUNK = 300
 
@@ -76,7 +76,7 @@ class Inbox:
             for listener in self._listeners:
                 listener(events)
 
-    async def claim(self, session: AsyncSession, event_id: str) -> bool:
+    async def claim(self, session: Transaction, event_id: str) -> bool:
         """Record ``event_id`` in ``session``'s transaction; ``False`` if it was already applied."""
         result = await session.execute(
             insert_ignore(session, self.table, {"consumer": self.consumer, "event_id": event_id,
@@ -84,7 +84,7 @@ class Inbox:
         )
         return result.rowcount == 1  # type: ignore[attr-defined]
 
-    async def claim_many(self, session: AsyncSession, event_ids: Sequence[str]) -> set[str]:
+    async def claim_many(self, session: Transaction, event_ids: Sequence[str]) -> set[str]:
         """Record all ``event_ids`` in ``session``'s transaction (one statement per few hundred);
         the ids that were not applied before (an id given twice counts once)."""
         t = self.table

@@ -2,7 +2,7 @@
 
 ::
 
-    async def apply(event: Envelope, session: AsyncSession) -> None:
+    async def apply(event: Envelope, session: Transaction) -> None:
         ...                                                 # update the read model
 
     projection = Projection("product-copy", "catalog.product.>", apply, sessions=sessions, bus=bus,
@@ -46,12 +46,12 @@ from meshkit.basis.bus.streams import DLQ_PREFIX, stream_for
 from meshkit.basis.outbox.lease import Lease
 from meshkit.basis.outbox.sql import insert_ignore
 from meshkit.basis.outbox.tables import tables_for
-from meshkit.basis.storage import transaction
+from meshkit.basis.storage import Transaction, transaction
 
 logger = logging.getLogger("meshkit.projection")
 
-Apply = Callable[[Envelope, AsyncSession], Awaitable[None]]
-Reset = Callable[[AsyncSession], Awaitable[None]]
+Apply = Callable[[Envelope, Transaction], Awaitable[None]]
+Reset = Callable[[Transaction], Awaitable[None]]
 
 
 class _Stale(Exception):
@@ -225,12 +225,12 @@ class Projection:
 
     # -- checkpoint and consumer -----------------------------------------------------------
 
-    async def _checkpoint(self, session: AsyncSession) -> int:
+    async def _checkpoint(self, session: Transaction) -> int:
         t = self.table
         row = (await session.execute(select(t.c.position).where(t.c.name == self.name))).first()
         return int(row[0]) if row else 0
 
-    async def _save(self, session: AsyncSession, position: int) -> None:
+    async def _save(self, session: Transaction, position: int) -> None:
         t = self.table
         result = await session.execute(
             update(t).where(t.c.name == self.name).values(position=position, updated_at=time.time())
@@ -305,7 +305,7 @@ def keep_copy(
     """
     apply = copy_applier(table, row, key=key, version=version)
 
-    async def reset(session: AsyncSession) -> None:
+    async def reset(session: Transaction) -> None:
         await session.execute(delete(table))
 
     projection = Projection(
@@ -320,7 +320,7 @@ def copy_applier(table: Table, row: Callable[[Envelope], dict[str, Any] | None],
     """The ``apply`` function :func:`keep_copy` uses (version-guarded upsert, delete on ``*.deleted``)."""
     k, v = table.c[key], table.c[version]
 
-    async def apply(event: Envelope, session: AsyncSession) -> None:
+    async def apply(event: Envelope, session: Transaction) -> None:
         values = row(event)
         if values is None:
             return

@@ -19,11 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from meshkit.basis.errors import NotFound
 from meshkit.basis.eventstore.aggregate import Aggregate
 from meshkit.basis.eventstore.store import EventStore, Snapshot, StoredEvent
+from meshkit.basis.storage import Transaction
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -70,7 +69,7 @@ class EventSourcedRepository(Generic[A]):
         aggregate: A,
         *,
         metadata: Mapping[str, Any] | None = None,
-        session: AsyncSession | None = None,
+        session: Transaction | None = None,
     ) -> list[StoredEvent]:
         """Append the aggregate's pending events (and a snapshot when due); then clear them.
 

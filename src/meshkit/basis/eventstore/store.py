@@ -31,12 +31,12 @@ from typing import Any, Protocol
 import orjson
 from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshkit.basis.bus.envelope import Envelope, Event, envelope
 from meshkit.basis.errors import Conflict, MeshkitError
 from meshkit.basis.eventstore.tables import event_tables
-from meshkit.basis.storage import session_factory, transaction, translate_errors
+from meshkit.basis.storage import Transaction, session_factory, transaction, translate_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,7 @@ class OutboxWriter(Protocol):
     source: str
 
     async def add(
-        self, session: AsyncSession, event: Event | Envelope, *, aggregate_id: str | None = None,
+        self, session: Transaction, event: Event | Envelope, *, aggregate_id: str | None = None,
         subject: str | None = None,
     ) -> Envelope:
         """Stage ``event`` in ``session``'s transaction (no commit)."""
@@ -108,7 +108,7 @@ class EventStore:
         aggregate_type: str,
         metadata: Mapping[str, Any] | None = None,
         snapshot: Snapshot | None = None,
-        session: AsyncSession | None = None,
+        session: Transaction | None = None,
     ) -> list[StoredEvent]:
         """Append ``events`` as versions ``expected_version + 1 ...``; all or nothing.
 
@@ -187,7 +187,7 @@ class EventStore:
             schema=row["schema"], state=orjson.loads(row["state"]), taken_at=_time(row["taken_at"]),
         )
 
-    async def save_snapshot(self, snapshot: Snapshot, *, session: AsyncSession | None = None) -> None:
+    async def save_snapshot(self, snapshot: Snapshot, *, session: Transaction | None = None) -> None:
         """Store ``snapshot``, replacing the aggregate's previous one."""
         async with self._unit(session) as s:
             await self._put_snapshot(s, snapshot)
@@ -195,17 +195,15 @@ class EventStore:
     # -- internals ------------------------------------------------------------
 
     @asynccontextmanager
-    async def _unit(self, session: AsyncSession | None):
+    async def _unit(self, session: Transaction | None):
         if session is not None:
-            with translate_errors():
+            with translate_errors():  # Core statements run at once: a lost race fails here, not at the commit
                 yield session
-                # Flush inside the caller's transaction so a lost race fails here, not at its commit.
-                await session.flush()
             return
         async with transaction(self.sessions) as s:
             yield s
 
-    async def _current_version(self, session: AsyncSession, aggregate_id: str) -> int:
+    async def _current_version(self, session: Transaction, aggregate_id: str) -> int:
         t = self.tables.events
         query = select(func.coalesce(func.max(t.c.version), 0)).where(t.c.aggregate_id == aggregate_id)
         return int((await session.execute(query)).scalar_one())
@@ -234,7 +232,7 @@ class EventStore:
         env.time = stored.recorded_at
         return env
 
-    async def _put_snapshot(self, session: AsyncSession, snap: Snapshot) -> None:
+    async def _put_snapshot(self, session: Transaction, snap: Snapshot) -> None:
         t = self.tables.snapshots
         values = {
             "aggregate_id": snap.aggregate_id, "aggregate_type": snap.aggregate_type, "version": snap.version,

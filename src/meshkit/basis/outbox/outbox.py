@@ -19,11 +19,10 @@ import time
 from collections.abc import Callable
 
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from meshkit.basis.bus.envelope import Envelope, Event, envelope
 from meshkit.basis.outbox.tables import tables_for
-from meshkit.basis.storage import Prepared, after_commit
+from meshkit.basis.storage import Prepared, Transaction, after_commit
 
 _COLUMNS = ("event_id", "subject", "aggregate_id", "body", "created_at")
 
@@ -46,7 +45,7 @@ class Outbox:
 
     async def add(
         self,
-        session: AsyncSession,
+        session: Transaction,
         event: Event | Envelope,
         *,
         aggregate_id: str | None = None,

@@ -6,10 +6,11 @@ from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+
+from meshkit.basis.storage import Transaction
 
 
-def insert_ignore(session: AsyncSession, table: Table, values: dict[str, Any] | list[dict[str, Any]]) -> Any:
+def insert_ignore(session: Transaction, table: Table, values: dict[str, Any] | list[dict[str, Any]]) -> Any:
     """``INSERT ... ON CONFLICT DO NOTHING`` for the session's dialect (rowcount 0 when the row exists).
 
     ``values`` is one row, or a list of rows for one multi-row statement. Unlike

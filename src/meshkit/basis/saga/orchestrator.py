@@ -25,12 +25,13 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshkit.basis.errors import ConfigError, GatewayTimeout, NotFound
 from meshkit.basis.saga.definition import Saga
 from meshkit.basis.saga.driver import Driver, Probe
 from meshkit.basis.saga.store import LeaseLost, LogEntry, SagaState, SagaStore
+from meshkit.basis.storage import Transaction
 
 if TYPE_CHECKING:
     from meshkit.basis.service import Service
@@ -72,7 +73,7 @@ class SagaOrchestrator:
     # -- public API -----------------------------------------------------------
 
     async def begin(
-        self, name: str, data: Mapping[str, Any], *, saga_id: str | None = None, session: AsyncSession | None = None
+        self, name: str, data: Mapping[str, Any], *, saga_id: str | None = None, session: Transaction | None = None
     ) -> str:
         """Record a new saga (not yet run) and return its id; the same ``saga_id`` twice starts it once.
 

@@ -19,11 +19,11 @@ from typing import Any
 import orjson
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshkit.basis.errors import Conflict
 from meshkit.basis.saga.tables import saga_tables
-from meshkit.basis.storage import session_factory, transaction
+from meshkit.basis.storage import Transaction, session_factory, transaction
 
 RUNNING, COMPENSATING = "running", "compensating"
 COMPLETED, COMPENSATED, FAILED = "completed", "compensated", "failed"
@@ -84,7 +84,7 @@ class SagaStore:
         self.sessions = session_factory(engine)
 
     async def create(
-        self, saga_id: str, name: str, data: Mapping[str, Any], *, session: AsyncSession | None = None
+        self, saga_id: str, name: str, data: Mapping[str, Any], *, session: Transaction | None = None
     ) -> bool:
         """Insert a new running saga; ``False`` (and no change) when ``saga_id`` exists already."""
         now = time.time()
@@ -97,7 +97,7 @@ class SagaStore:
         async with transaction(self.sessions) as s:
             return await self._create(s, values)
 
-    async def _create(self, session: AsyncSession, values: dict[str, Any]) -> bool:
+    async def _create(self, session: Transaction, values: dict[str, Any]) -> bool:
         dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
         result = await session.execute(dialect.insert(self.tables.instances).values(**values).on_conflict_do_nothing())
         created = result.rowcount == 1  # type: ignore[attr-defined]
@@ -238,7 +238,7 @@ class SagaStore:
             for r in rows
         ]
 
-    async def _log(self, session: AsyncSession, saga_id: str, entries: Iterable[LogEntry], owner: str | None) -> None:
+    async def _log(self, session: Transaction, saga_id: str, entries: Iterable[LogEntry], owner: str | None) -> None:
         now = time.time()
         rows = [
             {"saga_id": saga_id, "step": e.step, "phase": e.phase, "event": e.event, "attempt": e.attempt,

@@ -6,9 +6,8 @@ write, so the event commits with the change or not at all.
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from meshkit.basis.outbox import Outbox
+from meshkit.basis.storage import Transaction
 from meshkit.services.catalog.domain import Product
 from meshkit.services.catalog_sdk import events
 from meshkit.services.catalog_sdk.models import Price
@@ -27,7 +26,7 @@ def to_event(kind: str, p: Product) -> events.ProductEvent:
     return _KINDS[kind](product=product, version=p.version)
 
 
-async def stage(outbox: Outbox | None, session: AsyncSession, kind: str, p: Product) -> None:
+async def stage(outbox: Outbox | None, session: Transaction, kind: str, p: Product) -> None:
     """Add the event to the outbox in ``session``'s transaction (nothing when there is no outbox)."""
     if outbox is not None:
         await outbox.add(session, to_event(kind, p), aggregate_id=p.id)

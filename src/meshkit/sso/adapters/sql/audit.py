@@ -6,12 +6,12 @@ import orjson
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from meshkit.basis.storage import transaction
+from meshkit.basis.storage import Transaction, transaction
 from meshkit.sso.adapters.tables import audit
 from meshkit.sso.domain import AuditEntry
 
 
-async def write_audit(session: AsyncSession, entry: AuditEntry | None) -> None:
+async def write_audit(session: Transaction, entry: AuditEntry | None) -> None:
     """Add ``entry`` to the audit log inside ``session``'s transaction (nothing for ``None``)."""
     if entry is None:
         return
