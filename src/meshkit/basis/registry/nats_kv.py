@@ -12,8 +12,9 @@ JSON plus its ``ttl``. How entries die matters more than how they live:
   miss a marker across a reconnect, so :class:`~.view.RegistryView` also expires
   entries locally from the ``ttl`` carried in the value.
 - ``kv.get`` returns an expiry marker as if it were a live entry with an empty
-  value, so this module never uses ``get``: :meth:`list` and :meth:`watch` read
-  the stream through a watch and drop markers (by operation and empty value).
+  value, so this module never uses ``get``: :meth:`list` reads the last message
+  per key through a pull consumer, :meth:`watch` through a KV watch, and both
+  drop markers (by operation and empty value).
 - When the connection drops, every watch ends with :class:`Unavailable`; the
   view watches again once the client has reconnected and reconciles with the
   fresh snapshot, so deletes missed during the outage are not missed for good.
@@ -22,9 +23,11 @@ JSON plus its ``ttl``. How entries die matters more than how they live:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import re
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
@@ -33,7 +36,7 @@ import nats
 import nats.errors
 import nats.js.errors
 import orjson
-from nats.js.api import KeyValueConfig, StorageType
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from meshkit.basis.errors import BadRequest, ConfigError, NotFound, Unavailable
@@ -190,23 +193,51 @@ class NatsKVRegistry:
     # -- reads --------------------------------------------------------------------------
 
     async def list(self, service: str | None = None) -> list[Instance]:
-        """Live instances, read from a snapshot of the bucket (markers dropped)."""
+        """Live instances, read from a snapshot of the bucket (markers dropped).
+
+        The snapshot is an ephemeral pull consumer (last message per key): its
+        creation says how many messages it holds, and each fetched message how
+        many are left, so the read ends when the snapshot does. nats-py's KV watch
+        marks "initial values delivered" too early when they are in flight at
+        set-up (nats-io/nats.py#842), which made ``list`` return nothing.
+        """
+        if self._closed:
+            raise Unavailable("registry is closed", reason="registry.closed")
+        stream = f"KV_{self.bucket}"
+        config = ConsumerConfig(
+            name=f"list_{uuid.uuid4().hex}",
+            filter_subject=self._prefix + (f"{service}.>" if service else ">"),
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            ack_policy=AckPolicy.NONE,
+            inactive_threshold=30.0,  # the server drops it even if we cannot
+            mem_storage=True,
+            num_replicas=1,
+        )
         out: list[Instance] = []
-        watcher = await self._open_watch(f"{service}.>" if service else ">")
         try:
-            while True:
+            info = await self._js.add_consumer(stream, config=config)
+            left = info.num_pending
+            if left:
+                sub = await self._js.pull_subscribe_bind(config.name, stream=stream)
                 try:
-                    entry = await watcher.updates(timeout=self.timeout)
-                except nats.errors.TimeoutError as exc:
-                    raise Unavailable("registry snapshot timed out", reason="registry.unavailable") from exc
-                if entry is None or isinstance(entry, _StopIter):
-                    break
-                event = self._event(entry)
-                if event is not None and event.instance is not None:
-                    if service is None or event.instance.service == service:
-                        out.append(event.instance)
-        finally:
-            await _stop(watcher)
+                    while left:
+                        for msg in await sub.fetch(batch=min(left, 256), timeout=self.timeout):
+                            left = msg.metadata.num_pending
+                            headers = msg.headers or {}
+                            event = self._event(msg.subject[len(self._prefix):], headers.get("KV-Operation"), msg.data)
+                            if event is not None and event.instance is not None:
+                                if service is None or event.instance.service == service:
+                                    out.append(event.instance)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+            with contextlib.suppress(Exception):
+                await self._js.delete_consumer(stream, config.name)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise Unavailable(
+                f"cannot read registry bucket {self.bucket} ({type(exc).__name__}: {exc})",
+                reason="registry.unavailable",
+            ) from exc
         return out
 
     async def watch(self) -> AsyncIterator[RegistryEvent]:
@@ -231,12 +262,12 @@ class NatsKVRegistry:
                 if isinstance(entry, _StopIter):
                     stopped = True
                     break
-                event = self._event(entry)
+                event = self._event(entry.key, entry.operation, entry.value)
                 if event is not None:
                     yield event
             if not stopped:
                 async for entry in handle.watcher:  # ends at the STOP_ITER sentinel
-                    event = self._event(entry) if entry is not None else None
+                    event = self._event(entry.key, entry.operation, entry.value) if entry is not None else None
                     if event is not None:
                         yield event
             if handle.lost:
@@ -256,17 +287,17 @@ class NatsKVRegistry:
                 reason="registry.unavailable",
             ) from exc
 
-    def _event(self, entry: KeyValue.Entry) -> RegistryEvent | None:
-        if entry.operation in _DELETES or not entry.value:
-            return RegistryEvent("delete", entry.key)
+    def _event(self, key: str, operation: str | None, value: bytes | None) -> RegistryEvent | None:
+        if operation in _DELETES or not value:
+            return RegistryEvent("delete", key)
         try:
-            body = orjson.loads(entry.value)
-            instance = Instance.from_json(entry.value)
+            body = orjson.loads(value)
+            instance = Instance.from_json(value)
             ttl = float(body.get("ttl") or 0) or None
         except (ValueError, KeyError, TypeError) as exc:
-            log.warning("registry entry %s is not an instance (%s); ignored", entry.key, exc)
+            log.warning("registry entry %s is not an instance (%s); ignored", key, exc)
             return None
-        return RegistryEvent("put", entry.key, instance, ttl)
+        return RegistryEvent("put", key, instance, ttl)
 
     # -- connection ---------------------------------------------------------------------
 
