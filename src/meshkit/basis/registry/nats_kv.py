@@ -49,6 +49,9 @@ DEFAULT_BUCKET = "meshkit_registry"
 _KEY_RE = re.compile(r"^[-/_=a-zA-Z0-9]+(\.[-/_=a-zA-Z0-9]+)+$")
 _DELETES = ("DEL", "PURGE")
 _StopIter = type(KeyValue.KeyWatcher.STOP_ITER)
+#: How long a watch waits for more snapshot entries when nats-py says "delivered" before any
+#: entry said it was the last (an empty bucket, or entries still in flight).
+SNAPSHOT_SETTLE_S = 0.05
 
 
 class _Watch:
@@ -249,6 +252,7 @@ class NatsKVRegistry:
             # The snapshot, with a deadline per entry: if nats-py never sends its
             # end-of-initial-data marker (None), fail and let the caller watch again.
             stopped = False
+            left: int | None = None  # what the last snapshot entry said was left after it
             while True:
                 try:
                     entry = await handle.watcher.updates(timeout=self.timeout)
@@ -257,11 +261,28 @@ class NatsKVRegistry:
                         "registry watch did not finish its snapshot", reason="registry.unavailable"
                     ) from None
                 if entry is None:  # nats-py: the initial values are all delivered
-                    yield RegistryEvent("sync", "")
+                    # ... which it can say while they are still in flight (nats-io/nats.py#842):
+                    # believe it once an entry said nothing was left, else after a quiet moment.
+                    while left != 0:
+                        try:
+                            entry = await handle.watcher.updates(timeout=SNAPSHOT_SETTLE_S)
+                        except nats.errors.TimeoutError:
+                            break
+                        if isinstance(entry, _StopIter):
+                            stopped = True
+                            break
+                        if entry is not None:
+                            left = entry.delta
+                            event = self._event(entry.key, entry.operation, entry.value)
+                            if event is not None:
+                                yield event
+                    if not stopped:
+                        yield RegistryEvent("sync", "")
                     break
                 if isinstance(entry, _StopIter):
                     stopped = True
                     break
+                left = entry.delta
                 event = self._event(entry.key, entry.operation, entry.value)
                 if event is not None:
                     yield event
