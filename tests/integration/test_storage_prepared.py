@@ -13,6 +13,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, inse
 
 from meshkit.basis.errors import Conflict
 from meshkit.basis.storage import Prepared, after_commit, session_factory, transaction
+from meshkit.basis.storage import prepared as prepared_module
 from meshkit.basis.storage.testing import scratch_engine
 
 _md = MetaData()
@@ -68,6 +69,21 @@ async def test_rowcount_of_an_update(engine):
         for i, name in enumerate("abc", 1):
             await add_thing.run(session, (i, name))
         assert await suffix.run(session, ("!", 1)) == 2
+    assert await _names(engine) == ["a", "b!", "c!"]
+
+
+async def test_without_the_asyncpg_shortcut_the_same_statements_go_through_execute(engine, monkeypatch):
+    # What a SQLAlchemy release without the adapter's private members gets (ASYNCPG_DIRECT false).
+    monkeypatch.setattr(prepared_module, "ASYNCPG_DIRECT", False)
+    sessions = session_factory(engine)
+    async with transaction(sessions) as session:
+        for i, name in enumerate("abc", 1):
+            assert await add_thing.run(session, (i, name)) == 1
+        assert await suffix.run(session, ("!", 1)) == 2
+    assert await _names(engine) == ["a", "b!", "c!"]
+    with pytest.raises(Conflict):
+        async with transaction(sessions) as session:
+            await add_thing.run(session, (4, "a"))
     assert await _names(engine) == ["a", "b!", "c!"]
 
 

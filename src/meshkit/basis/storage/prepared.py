@@ -41,9 +41,18 @@ from meshkit.basis.storage import sqlite_driver
 from meshkit.basis.storage.transactions import Transaction
 
 try:  # the PostgreSQL extra
-    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
+    from sqlalchemy.dialects.postgresql.asyncpg import (
+        AsyncAdapt_asyncpg_connection,
+        AsyncAdapt_asyncpg_cursor,
+    )
 except ImportError:  # pragma: no cover - asyncpg not installed
-    AsyncAdapt_asyncpg_connection = None  # type: ignore[assignment,misc]
+    AsyncAdapt_asyncpg_connection = AsyncAdapt_asyncpg_cursor = None  # type: ignore[assignment,misc]
+
+#: The asyncpg shortcut uses two private members of SQLAlchemy's asyncpg adapter (present
+#: from 2.0 to 2.1 at least); a release without them gets ``tx.execute`` instead, not an error.
+ASYNCPG_DIRECT = AsyncAdapt_asyncpg_cursor is not None and all(
+    hasattr(AsyncAdapt_asyncpg_cursor, name) for name in ("_prepare_and_execute", "_invalidate_schema_cache_asof")
+)
 
 
 class Prepared:
@@ -85,7 +94,7 @@ class Prepared:
         try:
             if isinstance(dbapi, sqlite_driver.Connection):
                 return await dbapi.run(sql, values)
-            if AsyncAdapt_asyncpg_connection is not None and isinstance(dbapi, AsyncAdapt_asyncpg_connection):
+            if ASYNCPG_DIRECT and isinstance(dbapi, AsyncAdapt_asyncpg_connection):
                 cursor = dbapi.cursor()
                 # What SQLAlchemy sets per execution: prepared statements made before a
                 # schema change (DDL through SQLAlchemy) are prepared again.
