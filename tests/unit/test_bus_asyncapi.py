@@ -8,6 +8,8 @@ import orjson
 
 from meshkit.basis.bus import Bus, Envelope, Event
 from meshkit.services.catalog import asyncapi as catalog_asyncapi
+from meshkit.services.storefront import asyncapi as storefront_asyncapi
+from meshkit.services.storefront_sdk import asyncapi_json as storefront_asyncapi_json
 
 
 class Shipped(Event):
@@ -33,6 +35,26 @@ def test_catalog_document_lists_the_three_product_events():
     assert payload["properties"]["type"] == {"const": "catalog.product.updated"}
     assert payload["properties"]["data"] == {"$ref": "#/components/schemas/ProductUpdated"}
     assert {"product", "version"} <= set(doc["components"]["schemas"]["ProductUpdated"]["properties"])
+
+
+def test_storefront_asyncapi_json_is_up_to_date():
+    assert storefront_asyncapi_json() == storefront_asyncapi.render(), (
+        "storefront_sdk/asyncapi.json is stale: run `python -m meshkit.services.storefront.asyncapi --write`"
+    )
+
+
+def test_storefront_document_consumes_the_catalog_product_events_and_publishes_none():
+    doc = storefront_asyncapi.document()
+    assert doc["info"]["title"] == "meshkit storefront events"
+    assert doc["operations"] == {
+        f"consume.catalog.product.{kind}": {
+            "action": "receive", "summary": "through subscription catalog.product.>",
+            "channel": {"$ref": f"#/channels/catalog.product.{kind}"},
+        }
+        for kind in ("created", "deleted", "updated")
+    }
+    # the same message schemas as the catalog's own document: one contract, two views
+    assert doc["components"]["schemas"] == catalog_asyncapi.document()["components"]["schemas"]
 
 
 def test_bus_document_has_published_and_consumed_events():

@@ -1,15 +1,16 @@
-"""The catalog's generated documents committed in its SDK package (``openapi.json``, ``asyncapi.json``).
+"""Where the catalog's generated documents are committed: its SDK package (``openapi.json``, ``asyncapi.json``).
 
 :mod:`~meshkit.services.catalog.openapi` and :mod:`~meshkit.services.catalog.asyncapi`
-build the documents; this module says where they are committed and gives both
-the same command line (print, or ``--write`` into the SDK package).
+build the documents; both get the command line of :func:`meshkit.basis.sdkdoc.cli`
+(print, or ``--write`` into the SDK package).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from meshkit.basis import sdkdoc
 
 
 def sdk_file(name: str) -> Path:
@@ -21,15 +22,7 @@ def sdk_file(name: str) -> Path:
 
 def cli(argv: list[str] | None, render: Callable[[], bytes], name: str) -> int:
     """Print ``render()``, or with ``--write`` store it as ``catalog_sdk/<name>``."""
-    args = sys.argv[1:] if argv is None else argv
-    data = render()
-    if "--write" in args:
-        path = sdk_file(name)
-        path.write_bytes(data)
-        print(f"wrote {path}", file=sys.stderr)
-    else:
-        sys.stdout.buffer.write(data)
-    return 0
+    return sdkdoc.cli(argv, render, sdk_file(name))
 
 
 __all__ = ["cli", "sdk_file"]

@@ -10,6 +10,9 @@ from meshkit.basis.errors import NotFound
 from meshkit.basis.web import json_response, parse_query
 from meshkit.services.storefront.adapters import ProductCopy
 
+#: The version of the storefront's API and of its AsyncAPI document.
+API_VERSION = "1.0.0"
+
 
 class ListQuery(BaseModel):
     """``limit`` and the ``after`` id of the previous page's last product."""
