@@ -26,9 +26,10 @@ from meshkit.basis.instance import Instance
 from meshkit.basis.registry import open_registry
 from meshkit.basis.registry.registration import Registration
 from meshkit.gateway.app import Gateway
+from meshkit.gateway.messages import Response
 from meshkit.gateway.security import hash_key
 from meshkit.gateway.security.testing import TokenIssuer, b64url
-from meshkit.gateway.server import Response, serve
+from meshkit.gateway.server import serve
 from meshkit.gateway.settings import GatewaySettings
 
 ISS, AUD = "https://sso.meshkit.test", "meshkit"

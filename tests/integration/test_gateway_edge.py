@@ -14,7 +14,8 @@ from cryptography.x509.oid import NameOID
 
 from meshkit.basis.http import HttpTransport
 from meshkit.gateway.app import Gateway
-from meshkit.gateway.server import Limits, Response, serve
+from meshkit.gateway.messages import Limits, Response
+from meshkit.gateway.server import serve
 from meshkit.gateway.settings import GatewaySettings
 
 

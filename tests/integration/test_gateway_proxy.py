@@ -27,7 +27,8 @@ from meshkit.basis.instance import Instance
 from meshkit.basis.registry import open_registry
 from meshkit.basis.registry.registration import Registration
 from meshkit.gateway.app import Gateway
-from meshkit.gateway.server import Response, serve
+from meshkit.gateway.messages import Response
+from meshkit.gateway.server import serve
 from meshkit.gateway.settings import GatewaySettings
 
 
@@ -69,7 +70,8 @@ import orjson
 from meshkit.basis.instance import Instance
 from meshkit.basis.registry import open_registry
 from meshkit.basis.registry.registration import Registration
-from meshkit.gateway.server import Response, serve
+from meshkit.gateway.messages import Response
+from meshkit.gateway.server import serve
 
 
 async def handle(req):

@@ -18,7 +18,8 @@ from meshkit.basis.natsd import EmbeddedNats
 from meshkit.basis.registry import open_registry
 from meshkit.basis.registry.registration import Registration
 from meshkit.gateway.app import Gateway
-from meshkit.gateway.server import Response, serve
+from meshkit.gateway.messages import Response
+from meshkit.gateway.server import serve
 from meshkit.gateway.settings import GatewaySettings
 
 ROUTES = """

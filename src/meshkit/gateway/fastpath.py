@@ -1,7 +1,7 @@
 """The proxy's hot path without a task: callbacks from the client connection to the upstream one and back.
 
 :meth:`FastPath.fast` is the server's ``fast`` hook (see
-:mod:`meshkit.gateway.server`). For a plain proxied route it runs the same
+:mod:`meshkit.gateway.protocol`). For a plain proxied route it runs the same
 steps as :meth:`Proxy.handle <meshkit.gateway.proxy.Proxy.handle>`, in the same
 order and with the same answers, but synchronously: the request goes upstream
 through :meth:`Forwarder.call_nowait <meshkit.gateway.forward.Forwarder.call_nowait>`
@@ -28,7 +28,7 @@ from functools import partial
 from meshkit.basis.context import IDENTITY_HEADERS
 from meshkit.basis.errors import MeshkitError
 from meshkit.gateway.messages import Request, Response, error_response
-from meshkit.gateway.server import HttpProtocol
+from meshkit.gateway.protocol import HttpProtocol
 from meshkit.gateway.split import choose_subset
 
 log = logging.getLogger("meshkit.gateway")

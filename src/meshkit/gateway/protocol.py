@@ -1,0 +1,366 @@
+"""One client connection of the gateway's HTTP/1.1 server: an asyncio ``Protocol`` with ``httptools``.
+
+No framework on the hot path: bytes in, one parser callback per piece, one
+handler call per request, one ``transport.write`` per buffered response.
+
+Two ways to answer. The general one runs ``handler(req)`` in a task. Before
+that, an optional ``fast(req, conn)`` hook may take the request without any task
+or future: it returns ``True`` and later calls ``conn.answer(req, response)``
+exactly once (from a parser or upstream-connection callback, or at once), or
+``False`` to leave the request to the handler. A task and a future wake-up per
+request were a measurable share of a proxied request's CPU (see
+``docs/benchmarks.md``).
+
+- keep-alive and pipelining: requests on one connection are answered strictly in
+  order by one task; reading pauses while too many wait (back-pressure);
+- limits: header bytes → 431, body bytes → 413 (both close the connection, the
+  rest of the stream cannot be trusted).
+
+The listening side (accepting, the idle sweeper, TLS, graceful stop) is
+:mod:`meshkit.gateway.server`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import httptools
+
+from meshkit.basis.errors import BadRequest, HeadersTooLarge, MeshkitError, PayloadTooLarge
+from meshkit.gateway.messages import STATUS_LINES, Request, Response, error_response, status_line
+
+if TYPE_CHECKING:
+    from meshkit.gateway.server import Server
+
+
+class _Busy:
+    """Stands in for the answering task while a ``fast`` hook owns the request."""
+
+    __slots__ = ()
+
+    def done(self) -> bool:
+        return False
+
+    def cancel(self) -> None:
+        pass
+
+
+_BUSY = _Busy()
+FastHook = Callable[[Request, "HttpProtocol"], bool]
+
+
+class _Reject(Exception):
+    def __init__(self, error: MeshkitError) -> None:
+        self.error = error
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.limits = server.limits
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.client = ""
+        self.pending: deque[Request] = deque()
+        self.task: asyncio.Task | None = None
+        self.paused_reading = False
+        self.write_ready: asyncio.Event | None = None
+        self.closing = False
+        self.last_active = self.loop.time()
+        self.reading_since: float | None = None
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._body: list[bytes] = []
+        self._body_bytes = 0
+
+    # --- connection -------------------------------------------------------
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client = peer[0] if peer else ""
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc) -> None:
+        self.server.connections.discard(self)
+        self.closing = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.write_ready is not None:
+            self.write_ready.set()
+
+    def pause_writing(self) -> None:
+        self.write_ready = asyncio.Event()
+
+    def resume_writing(self) -> None:
+        if self.write_ready is not None:
+            self.write_ready.set()
+            self.write_ready = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.reading_since is None:
+            self.reading_since = self.last_active = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            ctx = exc.__context__
+            self._fail(ctx.error if isinstance(ctx, _Reject) else BadRequest("malformed request"))
+        except httptools.HttpParserUpgrade:
+            self._fail(BadRequest("protocol upgrade is not supported", reason="upgrade_not_supported"))
+        except httptools.HttpParserError:
+            self._fail(BadRequest("malformed HTTP request", reason="malformed_request"))
+
+    def _fail(self, error: MeshkitError) -> None:
+        """Answer a request we could not parse (after any earlier ones) and close."""
+        self.pause_reading()
+        resp = error_response(error)
+        resp.close = True
+        # Queue it behind pipelined requests so answers stay in order.
+        self.pending.append(_Failed(resp))  # type: ignore[arg-type]
+        if self.task is None:
+            self.task = self.loop.create_task(self._run(self.pending.popleft()))
+
+    def pause_reading(self) -> None:
+        if not self.paused_reading and self.transport is not None:
+            self.paused_reading = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.paused_reading and self.transport is not None and not self.closing:
+            self.paused_reading = False
+            self.transport.resume_reading()
+
+    # --- parser callbacks -------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._header_bytes = 0
+        self._body = []
+        self._body_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_bytes += len(url)
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise _Reject(HeadersTooLarge(f"request line and headers exceed {self.limits.max_header_bytes} bytes"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise _Reject(HeadersTooLarge(f"request headers exceed {self.limits.max_header_bytes} bytes"))
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        for k, v in self._headers:
+            if k == b"content-length":
+                try:
+                    n = int(v)
+                except ValueError:
+                    raise _Reject(BadRequest("invalid content-length")) from None
+                if n > self.limits.max_body_bytes:
+                    raise _Reject(PayloadTooLarge(
+                        f"request body of {n} bytes exceeds the limit of {self.limits.max_body_bytes}"))
+                break
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        if self._body_bytes > self.limits.max_body_bytes:
+            raise _Reject(PayloadTooLarge(f"request body exceeds the limit of {self.limits.max_body_bytes} bytes"))
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        p = self.parser
+        url = self._url
+        if url[:1] != b"/":
+            # absolute-form ("http://host/path") or "*": keep the path only
+            if url.startswith((b"http://", b"https://")):
+                url = b"/" + url.split(b"/", 3)[3] if url.count(b"/") >= 3 else b"/"
+            else:
+                raise _Reject(BadRequest("request target must be a path"))
+        path, _, query = url.partition(b"?")
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        req = Request(p.get_method().decode("ascii"), path.decode("latin-1"), query, self._headers, body,
+                      p.should_keep_alive(), p.get_http_version(), self.client, self.server.scheme)
+        self.reading_since = None
+        if self.task is None:
+            self._start(req)
+        else:
+            self.pending.append(req)
+            if len(self.pending) >= self.limits.max_pipelined:
+                self.pause_reading()
+
+    # --- answering --------------------------------------------------------
+    def _start(self, req: Request) -> None:
+        fast = self.server.fast
+        if fast is not None:
+            self.task = _BUSY
+            try:
+                if fast(req, self):
+                    return
+            except Exception as exc:  # a hook bug must not kill the connection silently
+                self.server.on_error(exc)
+                self.answer(req, error_response(exc))
+                return
+            self.task = None
+        self.task = self.loop.create_task(self._run(req))
+
+    def answer(self, req: Request, resp: Response) -> None:
+        """The answer to ``req`` taken by the ``fast`` hook: write it, then serve the next request in line."""
+        t = self.transport
+        if self.closing or t is None or t.is_closing():
+            self.task = None
+            self.closing = True
+            return
+        keep = req.keep_alive and not resp.close and not self.server.stopping
+        if resp.stream is not None:
+            self.task = self.loop.create_task(self._run_rest(req, resp, keep))
+            return
+        self._write(t, resp, keep, req.method == "HEAD")
+        self.last_active = self.loop.time()
+        if not keep:
+            t.close()
+            self.closing = True
+            self.task = None
+            return
+        self.task = None
+        if self.pending:
+            self._start_next()
+
+    async def _run_rest(self, req: Request, resp: Response, keep: bool) -> None:
+        # A streamed answer handed to answer(): send it in a task, then go on with the pipeline.
+        try:
+            await self._send(resp, keep, req.method == "HEAD")
+            self.last_active = self.loop.time()
+            if not keep:
+                if self.transport is not None:
+                    self.transport.close()
+                self.closing = True
+                return
+        finally:
+            self.task = None
+        if self.pending:
+            self._start_next()
+
+    def _start_next(self) -> None:
+        nxt = self.pending.popleft()
+        if self.paused_reading and len(self.pending) < self.limits.max_pipelined // 2:
+            self.resume_reading()
+        if isinstance(nxt, _Failed):
+            self.task = self.loop.create_task(self._run(nxt))
+        else:
+            self._start(nxt)
+
+    async def _run(self, req: Request) -> None:
+        handler = self.server.handler
+        try:
+            while True:
+                if isinstance(req, _Failed):
+                    resp = req.response
+                else:
+                    try:
+                        resp = await handler(req)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # a handler bug must not kill the connection silently
+                        self.server.on_error(exc)
+                        resp = error_response(exc)
+                keep = req.keep_alive and not resp.close and not self.closing and not self.server.stopping \
+                    if not isinstance(req, _Failed) else False
+                await self._send(resp, keep, req.method == "HEAD" if not isinstance(req, _Failed) else False)
+                self.last_active = self.loop.time()
+                if not keep:
+                    if self.transport is not None:
+                        self.transport.close()
+                    self.closing = True
+                    return
+                if not self.pending:
+                    return
+                req = self.pending.popleft()
+                if self.paused_reading and len(self.pending) < self.limits.max_pipelined // 2:
+                    self.resume_reading()
+        finally:
+            self.task = None
+
+    @staticmethod
+    def _write(t: asyncio.Transport, resp: Response, keep: bool, is_head: bool) -> None:
+        # A buffered answer: status line, headers and body in one write (one syscall).
+        head = resp.head
+        if head is not None and not resp.headers:  # serialised by the proxy's hot path
+            t.write(b"".join((STATUS_LINES.get(resp.status) or status_line(resp.status), head, b"" if keep else b"connection: close\r\n",
+                              b"content-length: %d\r\n\r\n" % len(resp.body), b"" if is_head else resp.body)))
+            return
+        parts, has_length = _head_lines(resp, keep)
+        if not has_length:
+            parts += (b"content-length: ", b"%d" % len(resp.body), b"\r\n")
+        parts.append(b"\r\n")
+        if not is_head:
+            parts.append(resp.body)
+        t.write(b"".join(parts))
+
+    async def _send(self, resp: Response, keep: bool, head: bool) -> None:
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        if resp.stream is None:
+            self._write(t, resp, keep, head)
+            return
+        parts, has_length = _head_lines(resp, keep)
+        chunked = not has_length
+        if chunked:
+            parts.append(b"transfer-encoding: chunked\r\n")
+        parts.append(b"\r\n")
+        t.write(b"".join(parts))
+        try:
+            if not head:
+                async for chunk in resp.stream:
+                    if not chunk:
+                        continue
+                    if t.is_closing():
+                        return
+                    if chunked:
+                        t.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                    else:
+                        t.write(chunk)
+                    if self.write_ready is not None:
+                        await self.write_ready.wait()
+                if chunked:
+                    t.write(b"0\r\n\r\n")
+        finally:
+            if resp.on_close is not None:
+                await resp.on_close()
+
+    def idle(self) -> bool:
+        return self.task is None and self.reading_since is None
+
+
+def _head_lines(resp: Response, keep: bool) -> tuple[list[bytes], bool]:
+    """The status line and header lines of ``resp`` (``connection: close`` unless ``keep``), and
+    whether a ``content-length`` was among them."""
+    parts = [status_line(resp.status)]
+    if resp.head is not None:
+        parts.append(resp.head)
+    has_length = False
+    for k, v in resp.headers:
+        if k == b"content-length":
+            has_length = True
+        parts += (k, b": ", v, b"\r\n")
+    if not keep:
+        parts.append(b"connection: close\r\n")
+    return parts, has_length
+
+
+class _Failed:
+    """A parse failure waiting its turn in the pipeline."""
+
+    __slots__ = ("response",)
+    keep_alive = False
+    method = ""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
