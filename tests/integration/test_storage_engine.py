@@ -11,6 +11,7 @@ import asyncio
 import pytest
 from sqlalchemy import text
 
+from helpers.things import names, things_engine
 from meshkit.basis.errors import Conflict, Unavailable
 from meshkit.basis.storage import create_engine, session_factory, transaction
 from meshkit.basis.storage.testing import scratch_engine
@@ -18,22 +19,15 @@ from meshkit.basis.storage.testing import scratch_engine
 
 @pytest.fixture
 async def engine(database_url):
-    async with scratch_engine(database_url) as engine:
-        async with engine.begin() as conn:
-            await conn.execute(text("CREATE TABLE things (id INTEGER PRIMARY KEY, name VARCHAR(20) NOT NULL UNIQUE)"))
+    async with things_engine(database_url) as engine:
         yield engine
-
-
-async def _names(engine) -> list[str]:
-    async with engine.connect() as conn:
-        return list((await conn.execute(text("SELECT name FROM things ORDER BY id"))).scalars())
 
 
 async def test_transaction_commits_on_success(engine):
     sessions = session_factory(engine)
     async with transaction(sessions) as session:
         await session.execute(text("INSERT INTO things (id, name) VALUES (1, 'a'), (2, 'b')"))
-    assert await _names(engine) == ["a", "b"]
+    assert await names(engine) == ["a", "b"]
 
 
 async def test_transaction_rolls_back_everything_on_error(engine):
@@ -42,7 +36,7 @@ async def test_transaction_rolls_back_everything_on_error(engine):
         async with transaction(sessions) as session:
             await session.execute(text("INSERT INTO things (id, name) VALUES (1, 'a')"))
             raise RuntimeError("boom after the first write")
-    assert await _names(engine) == []
+    assert await names(engine) == []
 
 
 async def test_unique_violation_is_conflict_naming_the_column_and_nothing_half_written(engine):
@@ -56,7 +50,7 @@ async def test_unique_violation_is_conflict_naming_the_column_and_nothing_half_w
     assert info.value.reason == "duplicate"
     assert info.value.details["fields"] == ["name"]
     assert info.value.__cause__ is not None  # translated with `from`
-    assert await _names(engine) == ["a"]  # 'b' went with the failed transaction
+    assert await names(engine) == ["a"]  # 'b' went with the failed transaction
 
 
 async def test_concurrent_read_modify_write_transactions_serialise(engine):
@@ -75,7 +69,7 @@ async def test_concurrent_read_modify_write_transactions_serialise(engine):
             await session.execute(text("UPDATE things SET name = :v WHERE id = 1"), {"v": str(int(value) + 1)})
 
     await asyncio.gather(*(bump() for _ in range(10)))
-    assert await _names(engine) == ["10"]
+    assert await names(engine) == ["10"]
 
 
 async def test_sqlite_pragmas(tmp_path):

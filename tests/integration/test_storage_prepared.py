@@ -9,19 +9,13 @@ commit only.
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, insert, text, update
+from sqlalchemy import bindparam, insert, text, update
 
+from helpers.things import names, things, things_engine
 from meshkit.basis.errors import Conflict
 from meshkit.basis.storage import Prepared, after_commit, session_factory, transaction
 from meshkit.basis.storage import prepared as prepared_module
-from meshkit.basis.storage.testing import scratch_engine
 
-_md = MetaData()
-things = Table(
-    "things", _md,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("name", String(20), nullable=False, unique=True),
-)
 add_thing = Prepared(insert(things), ("id", "name"))
 suffix = Prepared(
     update(things).where(things.c.id > bindparam("above")).values(name=things.c.name + bindparam("suffix")),
@@ -31,15 +25,8 @@ suffix = Prepared(
 
 @pytest.fixture
 async def engine(database_url):
-    async with scratch_engine(database_url) as engine:
-        async with engine.begin() as conn:
-            await conn.run_sync(_md.create_all)
+    async with things_engine(database_url) as engine:
         yield engine
-
-
-async def _names(engine) -> list[str]:
-    async with engine.connect() as conn:
-        return list((await conn.execute(text("SELECT name FROM things ORDER BY id"))).scalars())
 
 
 async def test_commits_with_the_other_statements_of_the_transaction(engine):
@@ -49,7 +36,7 @@ async def test_commits_with_the_other_statements_of_the_transaction(engine):
         assert await add_thing.run(session, (2, "b")) == 1
         # the statement after it sees its row: same connection, same transaction
         assert (await session.execute(text("SELECT count(*) FROM things"))).scalar_one() == 2
-    assert await _names(engine) == ["a", "b"]
+    assert await names(engine) == ["a", "b"]
 
 
 async def test_rolls_back_with_the_transaction(engine):
@@ -59,7 +46,7 @@ async def test_rolls_back_with_the_transaction(engine):
             await add_thing.run(session, (1, "a"))  # the first statement: it opens the transaction
             await session.execute(insert(things).values(id=2, name="b"))
             raise RuntimeError("boom")
-    assert await _names(engine) == []
+    assert await names(engine) == []
 
 
 async def test_rowcount_of_an_update(engine):
@@ -69,7 +56,7 @@ async def test_rowcount_of_an_update(engine):
         for i, name in enumerate("abc", 1):
             await add_thing.run(session, (i, name))
         assert await suffix.run(session, ("!", 1)) == 2
-    assert await _names(engine) == ["a", "b!", "c!"]
+    assert await names(engine) == ["a", "b!", "c!"]
 
 
 async def test_without_the_asyncpg_shortcut_the_same_statements_go_through_execute(engine, monkeypatch):
@@ -80,11 +67,11 @@ async def test_without_the_asyncpg_shortcut_the_same_statements_go_through_execu
         for i, name in enumerate("abc", 1):
             assert await add_thing.run(session, (i, name)) == 1
         assert await suffix.run(session, ("!", 1)) == 2
-    assert await _names(engine) == ["a", "b!", "c!"]
+    assert await names(engine) == ["a", "b!", "c!"]
     with pytest.raises(Conflict):
         async with transaction(sessions) as session:
             await add_thing.run(session, (4, "a"))
-    assert await _names(engine) == ["a", "b!", "c!"]
+    assert await names(engine) == ["a", "b!", "c!"]
 
 
 async def test_a_unique_violation_is_a_conflict_and_nothing_is_half_written(engine):
@@ -97,10 +84,10 @@ async def test_a_unique_violation_is_a_conflict_and_nothing_is_half_written(engi
             await add_thing.run(session, (3, "a"))
     assert info.value.reason == "duplicate"
     assert info.value.details["fields"] == ["name"]
-    assert await _names(engine) == ["a"]
+    assert await names(engine) == ["a"]
     async with transaction(sessions) as session:  # the pooled connection is usable afterwards
         await add_thing.run(session, (2, "b"))
-    assert await _names(engine) == ["a", "b"]
+    assert await names(engine) == ["a", "b"]
 
 
 async def test_outside_transaction_blocks_it_opens_the_session_transaction(engine):
@@ -109,7 +96,7 @@ async def test_outside_transaction_blocks_it_opens_the_session_transaction(engin
         await session.rollback()
         await add_thing.run(session, (2, "b"))
         await session.commit()
-    assert await _names(engine) == ["b"]
+    assert await names(engine) == ["b"]
 
 
 def test_binds_must_be_the_columns_in_order(engine):

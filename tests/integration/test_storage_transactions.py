@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from helpers.things import things, things_engine
 from meshkit.basis.errors import ConfigError
 from meshkit.basis.storage import Transaction, session_factory, transaction
-from meshkit.basis.storage.testing import scratch_engine
-
-_md = MetaData()
-things = Table(
-    "things", _md,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("name", String(20), nullable=False),
-)
 
 
 @pytest.fixture
 async def engine(database_url):
-    async with scratch_engine(database_url) as engine:
-        async with engine.begin() as conn:
-            await conn.run_sync(_md.create_all)
+    async with things_engine(database_url) as engine:
         yield engine
 
 
