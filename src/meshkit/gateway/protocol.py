@@ -236,16 +236,21 @@ class HttpProtocol(asyncio.Protocol):
         # A streamed answer handed to answer(): send it in a task, then go on with the pipeline.
         try:
             await self._send(resp, keep, req.method == "HEAD")
-            self.last_active = self.loop.time()
-            if not keep:
-                if self.transport is not None:
-                    self.transport.close()
-                self.closing = True
+            if not self._went_on(keep):
                 return
         finally:
             self.task = None
         if self.pending:
             self._start_next()
+
+    def _went_on(self, keep: bool) -> bool:
+        """After a task sent an answer: note the activity and close unless ``keep``; ``keep``."""
+        self.last_active = self.loop.time()
+        if not keep:
+            if self.transport is not None:
+                self.transport.close()
+            self.closing = True
+        return keep
 
     def _start_next(self) -> None:
         nxt = self.pending.popleft()
@@ -273,13 +278,7 @@ class HttpProtocol(asyncio.Protocol):
                 keep = req.keep_alive and not resp.close and not self.closing and not self.server.stopping \
                     if not isinstance(req, _Failed) else False
                 await self._send(resp, keep, req.method == "HEAD" if not isinstance(req, _Failed) else False)
-                self.last_active = self.loop.time()
-                if not keep:
-                    if self.transport is not None:
-                        self.transport.close()
-                    self.closing = True
-                    return
-                if not self.pending:
+                if not self._went_on(keep) or not self.pending:
                     return
                 req = self.pending.popleft()
                 if self.paused_reading and len(self.pending) < self.limits.max_pipelined // 2:
