@@ -1,5 +1,5 @@
 """The message bus on NATS JetStream: typed events in CloudEvents envelopes, durable consumers,
-retries with backoff, dead letters, replay, AsyncAPI.
+retries with backoff, dead letters, replay, followers (every event in every process), AsyncAPI.
 
 ::
 
@@ -15,6 +15,8 @@ retries with backoff, dead letters, replay, AsyncAPI.
     async def on_product(event: Envelope):
         ...                                                   # return None/Ack, Retry(delay) or Drop
 
+    follower = await bus.follow("sso.token.revoked", on_revoked)   # every event in every process
+
 Dead letters (``DLQ`` stream): :func:`list_dead_letters`, :func:`get_dead_letter`,
 :func:`replay_dead_letter` (also ``meshkit dlq list|show|replay``).
 """
@@ -24,6 +26,7 @@ from meshkit.basis.bus.bus import Bus, subject_matches, use_bus
 from meshkit.basis.bus.consumer import Consumer, Handler, HandlerSpec
 from meshkit.basis.bus.dlq import DeadLetter, get_dead_letter, list_dead_letters, replay_dead_letter
 from meshkit.basis.bus.envelope import Command, Envelope, Event, envelope, event_class, new_event_id
+from meshkit.basis.bus.follow import Follower, FollowHandler, follow
 from meshkit.basis.bus.signals import Ack, Drop, Outcome, Retry
 from meshkit.basis.bus.streams import DLQ, DLQ_STREAM, StreamSpec, ensure_stream, stream_for
 
@@ -38,6 +41,8 @@ __all__ = [
     "Drop",
     "Envelope",
     "Event",
+    "FollowHandler",
+    "Follower",
     "Handler",
     "HandlerSpec",
     "Outcome",
@@ -47,6 +52,7 @@ __all__ = [
     "ensure_stream",
     "envelope",
     "event_class",
+    "follow",
     "get_dead_letter",
     "list_dead_letters",
     "new_event_id",

@@ -12,6 +12,8 @@
     await bus.connect(); await bus.start()              # or use_bus(service) to tie it to a Service
     await bus.publish(ProductIndexed(id="p1"))
 
+    follower = await bus.follow("sso.token.revoked", on_revoked)   # every event, in this process too
+
 Publishing sets ``Nats-Msg-Id`` to the event id, so a publish retried within
 the stream's duplicate window is stored once.
 """
@@ -22,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import nats
 from nats.aio.client import Client as NATS
@@ -34,6 +36,8 @@ from meshkit.basis.bus.backoff import RetryPolicy
 from meshkit.basis.bus.consumer import Consumer, Handler, HandlerSpec, Start, start_policy
 from meshkit.basis.bus.dlq import DeadLetter, list_dead_letters, replay_dead_letter
 from meshkit.basis.bus.envelope import Envelope, Event, envelope
+from meshkit.basis.bus.follow import HEARTBEAT, Follower, FollowHandler
+from meshkit.basis.bus.follow import follow as start_follower
 from meshkit.basis.bus.streams import DLQ, StreamSpec, ensure_stream, stream_for
 from meshkit.basis.errors import ConfigError, Unavailable
 
@@ -75,6 +79,9 @@ class Bus:
         self.published: dict[str, type[Event]] = {}
         self.specs: list[HandlerSpec] = []
         self.consumers: list[Consumer] = []
+        #: Patterns this bus follows (see :meth:`follow`), for the AsyncAPI document.
+        self.follows: list[str] = []
+        self.followers: list[Follower] = []
 
     # -- declaration ----------------------------------------------------------------------
 
@@ -200,9 +207,33 @@ class Bus:
         self.consumers.append(consumer)
 
     async def stop(self) -> None:
-        """Stop the consumers (each finishes the messages in hand)."""
+        """Stop the consumers (each finishes the messages in hand) and the followers."""
         consumers, self.consumers = self.consumers, []
-        await asyncio.gather(*(c.stop() for c in consumers), return_exceptions=True)
+        followers, self.followers = self.followers, []
+        await asyncio.gather(*(c.stop() for c in consumers), *(f.stop() for f in followers), return_exceptions=True)
+
+    # -- followers ------------------------------------------------------------------------
+
+    def declare_follow(self, pattern: str) -> None:
+        """Note that this service follows ``pattern`` (listed in the AsyncAPI document) without connecting."""
+        if pattern not in self.follows:
+            self.follows.append(pattern)
+
+    async def follow(self, pattern: str, fn: FollowHandler, *, stream: StreamSpec | None = None,
+                     start: Literal["all", "new"] = "all", name: str = "", heartbeat: float = HEARTBEAT) -> Follower:
+        """Call ``fn`` in this process for every event on ``pattern``: the stored ones, then each new one.
+
+        Unlike :meth:`handler` nothing is shared with other instances: each one gets
+        every event (see :mod:`meshkit.basis.bus.follow`). The stream is ensured
+        first (``stream``, or the one of ``pattern``'s context). Stopped by :meth:`stop`.
+        """
+        spec = stream or self._streams.get(stream_for(pattern).name) or stream_for(pattern)
+        await self.ensure(spec)
+        self.declare_follow(pattern)
+        follower = await start_follower(self.js, pattern, fn, stream=spec.name, start=start,
+                                        name=name or f"{self.source}:{pattern}", heartbeat=heartbeat)
+        self.followers.append(follower)
+        return follower
 
     async def close(self) -> None:
         """Stop the consumers, flush and close the connection."""
@@ -238,8 +269,8 @@ class Bus:
         from meshkit.basis.bus.asyncapi import document
         from meshkit.basis.bus.envelope import _TYPES
 
-        consumes = [(s.pattern, [c for name, c in _TYPES.items() if subject_matches(s.pattern, name)])
-                    for s in self.specs]
+        patterns = list(dict.fromkeys([*(s.pattern for s in self.specs), *self.follows]))
+        consumes = [(p, [c for name, c in _TYPES.items() if subject_matches(p, name)]) for p in patterns]
         return document(self.source, version, publishes=self.published.values(), consumes=consumes,
                         description=description)
 
