@@ -1,4 +1,4 @@
-"""The SSO under test: cheap settings, test users and admins, tokens, and a listener for revocations."""
+"""The SSO under test: cheap settings, test users and admins, tokens, and a follower of its revocations."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import httpx
 import nats
 import orjson
 
+from meshkit.basis.bus import Envelope, ensure_stream, follow
 from meshkit.sso.settings import SsoSettings
+from meshkit.sso_sdk.events import STREAM, TOKEN_REVOKED, TokenRevoked, revocation_stream
 
 PASSWORD = "tram-violet-ankle-93"
 KEK = base64.urlsafe_b64encode(os.urandom(32)).decode()
@@ -58,22 +60,27 @@ async def admin(c: httpx.AsyncClient) -> dict[str, str]:
 
 
 class Revocations:
-    """Listens on sso.revoked like a gateway would."""
+    """Follows the SSO's revocation stream (``sso.token.revoked``) like a gateway does."""
+
+    url: str
 
     def __init__(self) -> None:
         self.seen: dict[str, float] = {}
 
     async def __aenter__(self):
         self.nc = await nats.connect(self.url)
-        await self.nc.subscribe("sso.revoked", cb=self._on)
-        await self.nc.flush()
+        js = self.nc.jetstream()
+        await ensure_stream(js, revocation_stream())
+        self.follower = await follow(js, TOKEN_REVOKED, self._on, stream=STREAM)
+        assert await self.follower.wait_replayed(5.0)
         return self
 
-    async def _on(self, msg) -> None:
-        doc = orjson.loads(msg.data)
-        self.seen[doc["jti"]] = doc["exp"]
+    async def _on(self, env: Envelope) -> None:
+        assert isinstance(env.data, TokenRevoked) and env.id == env.data.jti
+        self.seen[env.data.jti] = env.data.exp
 
     async def __aexit__(self, *exc):
+        await self.follower.stop()
         await self.nc.close()
 
     async def wait_for(self, jti: str, timeout: float = 1.0) -> bool:

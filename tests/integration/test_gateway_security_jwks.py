@@ -134,31 +134,73 @@ async def test_unreachable_jwks_is_unavailable(keys):
     assert auth.jwks.last_error  # the cause, for the log and the admin API
 
 
-async def test_revocation_published_on_nats_rejects_a_cached_token(nats_server, keys):
-    import nats
+async def _refused_within(auth: Authenticator, token: str, seconds: float) -> None:
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        try:
+            await auth.authenticate(f"Bearer {token}", None)
+        except Unauthorized as exc:
+            assert "revoked" in exc.headers["WWW-Authenticate"]
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail(f"revoked token still accepted {seconds:g} s after the revocation was published")
+
+
+async def test_revocation_on_the_sso_stream_rejects_a_cached_token_and_bad_events_are_skipped(nats_server, keys):
+    from meshkit.basis.bus import Bus, Envelope
+    from meshkit.sso_sdk.events import TOKEN_REVOKED, TokenRevoked, revocation_stream
 
     old, _, _ = keys
     auth = Authenticator(jwks=old.jwks(), issuer=ISS, audience=AUD)
     await auth.follow_revocations(nats_server)
-    publisher = await nats.connect(nats_server)
+    follower = auth._revocation_follower
+    skipped = follower.skipped  # the session's stream may hold earlier tests' bad events
+    publisher = await Bus(nats_server, source="sso", streams=[revocation_stream()]).connect()
     try:
         claims = old.claims("carol")
         token = old.sign(claims)
         assert await auth.authenticate(f"Bearer {token}", None)  # now cached
-        await publisher.publish("sso.revoked", b"not json")  # ignored, does not break the feed
-        await publisher.publish("sso.revoked", orjson.dumps({"jti": claims["jti"], "exp": claims["exp"]}))
-        await publisher.flush()
-        started = time.monotonic()
-        while time.monotonic() - started < 1.0:
-            try:
-                await auth.authenticate(f"Bearer {token}", None)
-            except Unauthorized as exc:
-                assert "revoked" in exc.headers["WWW-Authenticate"]
-                break
-            await asyncio.sleep(0.01)
-        else:
-            pytest.fail("revoked token still accepted 1 s after the revocation was published")
-        assert time.monotonic() - started < 1.0
+        # Not an envelope, an envelope of another type, a revocation without a jti: logged and skipped.
+        await publisher.js.publish(TOKEN_REVOKED, b"not json")
+        await publisher.publish_envelope(Envelope(type="sso.token.other", source="test", data={"jti": claims["jti"]}),
+                                         subject=TOKEN_REVOKED)
+        await publisher.publish_envelope(Envelope(type=TOKEN_REVOKED, source="test", data={"exp": claims["exp"]}))
+        await publisher.publish(TokenRevoked(jti=claims["jti"], exp=claims["exp"]), id=claims["jti"])
+        await _refused_within(auth, token, 1.0)
+        assert follower.skipped - skipped == 3 and follower.handled >= 1
+        # The revocation outlives exp by the verifier's leeway (the token is accepted that long past exp).
+        assert auth.revoked._until[claims["jti"]] == claims["exp"] + auth.verifier.leeway
     finally:
         await publisher.close()
         await auth.close()
+
+
+async def test_a_gateway_that_starts_after_the_revocation_replays_it(nats_server, keys):
+    from meshkit.basis.bus import Bus
+    from meshkit.sso_sdk.events import TokenRevoked, revocation_stream
+
+    old, _, _ = keys
+    claims = old.claims("dave")
+    token = old.sign(claims)
+    publisher = await Bus(nats_server, source="sso", streams=[revocation_stream()]).connect()
+    try:
+        await publisher.publish(TokenRevoked(jti=claims["jti"], exp=claims["exp"]), id=claims["jti"])
+    finally:
+        await publisher.close()
+    auth = Authenticator(jwks=old.jwks(), issuer=ISS, audience=AUD)
+    try:
+        await auth.follow_revocations(nats_server)  # returns once the stored revocations are applied
+        with pytest.raises(Unauthorized, match="revoked"):
+            await auth.authenticate(f"Bearer {token}", None)
+        assert (await auth.authenticate(f"Bearer {old.token('erin')}", None)).subject == "erin"
+    finally:
+        await auth.close()
+
+
+async def test_follow_revocations_without_nats_is_a_clear_error(keys):
+    old, _, _ = keys
+    auth = Authenticator(jwks=old.jwks(), issuer=ISS, audience=AUD)
+    with pytest.raises(Unavailable, match="did not answer") as info:
+        await auth.follow_revocations(f"nats://127.0.0.1:{free_port()}", connect_timeout=0.5)
+    assert info.value.reason == "nats_unavailable" and auth._nats is None
+    await auth.close()

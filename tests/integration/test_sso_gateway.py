@@ -1,10 +1,11 @@
 """The SSO behind the real gateway (default routes), with the catalog as the protected service.
 
 In one process on a real NATS: SSO + catalog registered in a NATS KV registry,
-a gateway that trusts the SSO's JWKS and follows ``sso.revoked``. Covers the
-end-to-end flow of issue 4, the token-attack suite (every forgery rejected by
-the gateway), revocation within 1 s, and client-sent identity headers never
-reaching a service.
+a gateway that trusts the SSO's JWKS and follows its revocations (stream ``SSO``).
+Covers the end-to-end flow of issue 4, the token-attack suite (every forgery
+rejected by the gateway), revocation within 1 s, a gateway started after a
+revocation refusing the token, and client-sent identity headers never reaching
+a service.
 """
 
 from __future__ import annotations
@@ -50,10 +51,7 @@ async def stack(nats_server, tmp_path_factory):
         try:
             await gw.view.wait_for("sso", 1, 5.0)
             await gw.view.wait_for("catalog", 1, 5.0)
-            for _ in range(200):  # the revocation subscription is live
-                if gw.authenticator._nats is not None:
-                    break
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(gw._revocations, 10.0)  # stored revocations replayed, new ones followed
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}", timeout=10) as client:
                 yield sso, gw, client
         finally:
@@ -124,6 +122,25 @@ async def test_a_revoked_token_is_refused_by_the_gateway_within_one_second(stack
     while (await c.get("/api/sso/userinfo", headers=headers)).status_code != 401:
         assert time.monotonic() - t0 < 1.0, "the gateway still accepts a revoked token after 1 s"
         await asyncio.sleep(0.01)
+
+
+async def test_a_gateway_started_after_a_revocation_refuses_the_token(stack):
+    sso, gw, c = stack
+    _, pair = await new_user(c, sso)
+    headers = bearer(pair["access_token"])
+    async with httpx.AsyncClient(base_url=sso.url) as direct:
+        assert (await direct.post("/v1/logout", headers=headers)).status_code == 204  # before the new gateway exists
+    later = await Gateway(gw.settings.model_copy(update={"port": 0, "admin_port": 0}), register=False).start()
+    try:
+        await asyncio.wait_for(later._revocations, 10.0)
+        await later.view.wait_for("sso", 1, 5.0)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{later.port}", timeout=10) as c2:
+            r = await c2.get("/api/sso/userinfo", headers=headers)
+            assert r.status_code == 401 and "revoked" in r.headers["www-authenticate"], r.text
+            _, other = await new_user(c2, sso)  # an unrevoked token still passes
+            assert (await c2.get("/api/sso/userinfo", headers=bearer(other["access_token"]))).status_code == 200
+    finally:
+        await later.stop(0.5)
 
 
 def _b64(data: bytes) -> str:

@@ -169,13 +169,28 @@ class Gateway:
         return self
 
     async def _follow_revocations(self) -> None:
-        """Apply the SSO's revocations (NATS ``sso.revoked``) from the registry's NATS; waits for it to answer."""
+        """Apply the SSO's revocations (JetStream stream ``SSO``) from the registry's NATS; retries until it answers.
+
+        The task ends once the stored revocations are replayed (new ones keep arriving):
+        ``await gateway._revocations`` waits for that. Started before the listener, it
+        usually ends before the first request; a request in between is checked
+        without the revocations the gateway missed while it was down.
+        """
         url = self.settings.registry.split("?", 1)[0]
-        if url.startswith(("nats://", "tls://")):
+        if not url.startswith(("nats://", "tls://")):
+            log.warning("registry %s is not on NATS: token revocations are not followed (tokens stay valid "
+                        "until they expire)", url)
+            return
+        delay = 0.5
+        while True:
             try:
                 await self.authenticator.follow_revocations(url)
+                return
             except Exception as exc:
-                log.error("not following token revocations on %s: %s", url, exc)
+                log.error("not following token revocations on %s yet (retrying in %g s): %s", url, delay,
+                          getattr(exc, "message", None) or exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def _register(self) -> None:
         from meshkit.basis.registry.registration import Registration

@@ -2,9 +2,11 @@
 
 :func:`build` makes the :class:`~meshkit.basis.service.Service` without
 starting it. On start: migrate the database → load (or make) the signing keys
-→ remember stored revocations → connect the revocation publisher (NATS) →
-make sure an administrator exists (a generated password is printed once) →
-serve. A background task rotates keys on schedule and prunes expired tokens.
+→ remember stored revocations → connect to NATS and set the ``SSO`` stream's
+retention → replay the stream's revocations, then follow new ones (other
+instances' too) → republish stored revocations the stream lacks → make sure an
+administrator exists (a generated password is printed once) → serve. A
+background task rotates keys on schedule and prunes expired tokens.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from meshkit.sso.adapters import (
     MIGRATIONS,
     AesGcmSealer,
     Argon2Hasher,
-    NatsPublisher,
+    BusPublisher,
     SqlAudit,
     SqlAuthz,
     SqlKeys,
@@ -41,7 +43,7 @@ log = logging.getLogger("meshkit.sso")
 
 
 def build(settings: SsoSettings, *, publisher: Publisher | None = None) -> Service:
-    """The SSO for ``settings``; ``publisher`` replaces the NATS one (tests)."""
+    """The SSO for ``settings``; ``publisher`` replaces the one on the bus (tests, benchmarks)."""
     s = settings
     engine = create_engine(s.database)
     sessions_factory = session_factory(engine)
@@ -58,8 +60,10 @@ def build(settings: SsoSettings, *, publisher: Publisher | None = None) -> Servi
                         ip_throttle=Throttle(ip_rule))
     keys = KeyRing(SqlKeys(sessions_factory), AesGcmSealer(kek), alg=s.signing_alg,
                    rotation_interval=s.key_rotation_interval)
-    nats_publisher = NatsPublisher(s.nats_url, s.revocation_subject) if publisher is None else None
-    tokens = Tokens(keys, SqlTokens(sessions_factory), publisher or nats_publisher, issuer=s.issuer,  # type: ignore[arg-type]
+    bus_publisher = (BusPublisher(s.nats_url, source=s.name, retention=s.revocation_max_age)
+                     if publisher is None else None)
+    token_store = SqlTokens(sessions_factory)
+    tokens = Tokens(keys, token_store, publisher or bus_publisher, issuer=s.issuer,  # type: ignore[arg-type]
                     audience=s.audience, access_ttl=s.access_ttl, refresh_ttl=s.refresh_ttl)
     machines = Machines(SqlMachines(sessions_factory))
     authz_holder: dict[str, Any] = {}
@@ -85,9 +89,10 @@ def build(settings: SsoSettings, *, publisher: Publisher | None = None) -> Servi
     async def start(_service: Service) -> None:
         await keys.load()
         await tokens.load_revocations()
-        if nats_publisher is not None:
-            await nats_publisher.start()
-            await nats_publisher.follow(tokens.remember)
+        if bus_publisher is not None:
+            await bus_publisher.start()
+            if await bus_publisher.follow(tokens.remember):
+                await bus_publisher.republish_missing(await token_store.revocations(tokens.now()))
         generated = await sessions.bootstrap(s.admin_email, s.admin_password.get_secret_value()
                                              if s.admin_password else None)
         if generated:
@@ -102,8 +107,8 @@ def build(settings: SsoSettings, *, publisher: Publisher | None = None) -> Servi
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if nats_publisher is not None:
-            await nats_publisher.close()
+        if bus_publisher is not None:
+            await bus_publisher.close()
 
     service.on_startup(start)
     service.on_shutdown(stop)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from meshkit.basis.settings import ServiceSettings
+from meshkit.sso_sdk.events import RETENTION_MARGIN
 
 
 class SsoSettings(ServiceSettings):
@@ -39,8 +40,10 @@ class SsoSettings(ServiceSettings):
     #: 32 bytes, base64url: seals private signing keys at rest (AES-256-GCM). Unset: a key file in
     #: ``data_dir`` is made (fine on one machine; set this in production and keep it in a secret store).
     key_encryption_key: SecretStr | None = None
-    #: NATS subject on which revocations are published (gateways follow it).
-    revocation_subject: str = "sso.revoked"
+    #: How long the ``SSO`` stream keeps token revocations (seconds). A gateway or SSO instance that
+    #: starts later replays the stream, so this must cover the longest access-token lifetime;
+    #: unset: ``access_ttl`` + 300 s (the gateways' 30 s leeway past ``exp`` and clock drift).
+    revocation_retention: float | None = Field(default=None, gt=0)
 
     # -- passwords (argon2id, OWASP's minimum: m=19 MiB, t=2, p=1) --------------------------
     argon2_time_cost: int = Field(default=2, ge=1)
@@ -67,3 +70,17 @@ class SsoSettings(ServiceSettings):
     admin_password: SecretStr | None = None
     #: Anyone may sign up (``POST /v1/signup``); off for invitation-only systems.
     allow_signup: bool = True
+
+    @model_validator(mode="after")
+    def _retention_covers_token_lifetime(self) -> SsoSettings:
+        if self.revocation_retention is not None and self.revocation_retention < self.access_ttl:
+            raise ValueError(
+                f"SSO_REVOCATION_RETENTION ({self.revocation_retention:g} s) is shorter than SSO_ACCESS_TTL "
+                f"({self.access_ttl:g} s): a gateway started later would miss revocations of tokens that are "
+                f"still valid; set it to at least {self.access_ttl + RETENTION_MARGIN:g} or leave it unset")
+        return self
+
+    @property
+    def revocation_max_age(self) -> float:
+        """The ``SSO`` stream's retention in seconds (``revocation_retention`` or ``access_ttl`` + margin)."""
+        return self.revocation_retention or self.access_ttl + RETENTION_MARGIN

@@ -30,7 +30,7 @@ from meshkit.gateway.security.cache import TokenCache
 from meshkit.gateway.security.challenge import credential_required, invalid_token, missing_grants
 from meshkit.gateway.security.claims import identity_from_claims
 from meshkit.gateway.security.jwks import Fetch, JwksSource
-from meshkit.gateway.security.revocation import SUBJECT, RevocationList, follow
+from meshkit.gateway.security.revocation import RevocationList, follow
 from meshkit.gateway.security.tokens import TokenError, TokenVerifier, UnknownKid
 
 log = logging.getLogger("meshkit.gateway.security")
@@ -176,24 +176,56 @@ class Authenticator:
         """
         self.revoked.add(jti, until)
 
-    async def follow_revocations(self, nats_url: str | Any, subject: str = SUBJECT) -> None:
-        """Apply revocations published on NATS ``subject`` (JSON ``{"jti", "exp"}``).
+    async def follow_revocations(self, nats_url: str | Any, *, replay_timeout: float = 5.0,
+                                 connect_timeout: float = 10.0) -> None:
+        """Apply the SSO's token revocations (JetStream stream ``SSO``, ``sso.token.revoked``).
 
-        ``nats_url`` is a URL (a connection is opened and closed by :meth:`close`)
-        or an already connected ``nats.aio.client.Client``.
+        Replays the stream (every revocation of a token that may still be alive) and
+        returns once those are applied, then keeps applying new ones as they are
+        published. Each is refused until the token's ``exp`` plus the verifier's
+        leeway. ``nats_url`` is a URL (a connection is opened, and closed by
+        :meth:`close`) or an already connected ``nats.aio.client.Client``;
+        :class:`Unavailable` when NATS does not answer within ``connect_timeout``.
         """
+        import asyncio
+        import contextlib
+
+        opened: Any = None
         if isinstance(nats_url, str):
             import nats
 
-            nc = await nats.connect(nats_url, name="meshkit-gateway-revocations", max_reconnect_attempts=-1)
-            self._nats = nc
-        else:
-            nc = nats_url
-        await follow(nc, self.revoked, subject)
+            try:
+                # nats-py retries a first connection forever when reconnects are unlimited: bound it.
+                opened = await asyncio.wait_for(nats.connect(
+                    nats_url, name="meshkit-gateway-revocations", max_reconnect_attempts=-1, connect_timeout=2),
+                    connect_timeout)
+            except (TimeoutError, OSError) as exc:
+                raise Unavailable(f"NATS at {nats_url} did not answer within {connect_timeout:g} s: token "
+                                  "revocations are not followed yet", reason="nats_unavailable") from exc
+        nc = opened if opened is not None else nats_url
+        try:
+            follower = await follow(nc, self.revoked, grace=self.verifier.leeway, replay_timeout=replay_timeout)
+        except BaseException:
+            if opened is not None:
+                with contextlib.suppress(Exception):
+                    await opened.close()
+            raise
+        self._revocation_follower = follower
+        if opened is not None:
+            self._nats = opened
 
     async def close(self) -> None:
-        """Stop a JWKS fetch under way; close the NATS connection of :meth:`follow_revocations`."""
+        """Stop a JWKS fetch under way; stop following revocations and close the NATS connection of
+        :meth:`follow_revocations`."""
+        import contextlib
+
         await self.jwks.close()
+        # getattr with a default: set by follow_revocations only (and this class may be compiled by mypyc)
+        follower = getattr(self, "_revocation_follower", None)
+        if follower is not None:
+            self._revocation_follower = None
+            with contextlib.suppress(Exception):
+                await follower.stop()
         if self._nats is not None:
             nc, self._nats = self._nats, None
             await nc.close()

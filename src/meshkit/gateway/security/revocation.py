@@ -1,12 +1,16 @@
 """Revoked token ids, kept until the tokens they name would have expired anyway.
 
-The SSO publishes each revocation on NATS subject ``sso.revoked`` as JSON
-``{"jti": "...", "exp": 1700000000}``; :func:`follow` subscribes a
-:class:`RevocationList` to it so every gateway rejects a revoked token within
-the bus latency, even while the token is in the verification cache.
+The SSO publishes each revocation as a :class:`~meshkit.sso_sdk.events.TokenRevoked`
+event (``{"jti", "exp"}`` in a CloudEvents envelope) on ``sso.token.revoked``,
+JetStream stream ``SSO``, which keeps them as long as a token can live.
+:func:`follow` gives a :class:`RevocationList` an ordered consumer of this
+gateway's own that replays the stream from its start and then follows it live,
+so every gateway — also one that was down, or started after the revocation —
+rejects a revoked token, within the bus latency, even while the token is in the
+verification cache. Malformed events are logged and skipped.
 
-Plain core NATS: a gateway that was down while a revocation was published
-misses it (JetStream replay is the SSO's to add when it lands).
+(``SUBJECT`` and :func:`parse_message` are the retired plain-NATS ``sso.revoked``
+format; nothing publishes it any more.)
 """
 
 from __future__ import annotations
@@ -82,17 +86,29 @@ def parse_message(data: bytes) -> tuple[str, float | None]:
     return jti, exp
 
 
-async def follow(nc: Any, revoked: RevocationList, subject: str = SUBJECT) -> Any:
-    """Subscribe ``revoked`` to ``subject`` on the connected NATS client ``nc``; returns the subscription."""
+async def follow(nc: Any, revoked: RevocationList, *, grace: float = 0.0, replay_timeout: float = 5.0) -> Any:
+    """Apply the SSO's revocations to ``revoked``, on the connected NATS client ``nc``; returns the follower.
 
-    async def on_message(msg: Any) -> None:
-        try:
-            jti, exp = parse_message(msg.data)
-        except (ValueError, orjson.JSONDecodeError) as exc:
-            log.warning("ignoring bad message on %s: %s", subject, exc)
-            return
-        revoked.add(jti, exp)
+    Replays stream ``SSO`` from its start, then follows it live. Returns once the
+    stored revocations are applied (after ``replay_timeout`` seconds at most, with
+    a warning: they keep arriving). Each token id is refused until its ``exp`` plus
+    ``grace`` (the verifier's leeway: a token is accepted that long past ``exp``).
+    A missing stream is created with the SDK's default retention (the SSO sets its own).
+    """
+    from meshkit.basis.bus import Envelope, ensure_stream
+    from meshkit.basis.bus import follow as follow_stream
+    from meshkit.sso_sdk.events import STREAM, TOKEN_REVOKED, TokenRevoked, revocation_stream
 
-    sub = await nc.subscribe(subject, cb=on_message)
-    await nc.flush()  # the subscription is live on the server when we return
-    return sub
+    async def on_event(env: Envelope) -> None:
+        event = env.data
+        if not isinstance(event, TokenRevoked):
+            raise ValueError(f"expected a {TOKEN_REVOKED} event, got type {env.type!r} with data {event!r:.100}")
+        revoked.add(event.jti, event.exp + grace)
+
+    js = nc.jetstream()
+    await ensure_stream(js, revocation_stream())
+    follower = await follow_stream(js, TOKEN_REVOKED, on_event, stream=STREAM, name="gateway-revocations")
+    if not await follower.wait_replayed(replay_timeout):
+        log.warning("revocations: stream %s not replayed within %g s; the rest keeps arriving", STREAM,
+                    replay_timeout)
+    return follower

@@ -1,6 +1,6 @@
-"""SSO adapters: SQL stores and migrations, argon2id hashing, AES-GCM sealing, NATS publishing."""
+"""SSO adapters: SQL stores and migrations, argon2id hashing, AES-GCM sealing, revocations on the bus."""
 
-from meshkit.sso.adapters.bus import MemoryPublisher, NatsPublisher
+from meshkit.sso.adapters.bus import BusPublisher, MemoryPublisher
 from meshkit.sso.adapters.crypto import AesGcmSealer, decode_key, load_or_create_key_file
 from meshkit.sso.adapters.hashing import Argon2Hasher
 from meshkit.sso.adapters.sql import SqlAudit, SqlAuthz, SqlKeys, SqlMachines, SqlTokens, SqlUsers
@@ -10,8 +10,8 @@ __all__ = [
     "MIGRATIONS",
     "AesGcmSealer",
     "Argon2Hasher",
+    "BusPublisher",
     "MemoryPublisher",
-    "NatsPublisher",
     "SqlAudit",
     "SqlAuthz",
     "SqlKeys",

@@ -29,7 +29,7 @@ class Sealer(Protocol):
 
 
 class Publisher(Protocol):
-    """Tells gateways about revoked access tokens (NATS ``sso.revoked``)."""
+    """Tells gateways and the other SSO instances about revoked access tokens (``sso.token.revoked``)."""
 
     async def revoked(self, jti: str, exp: float) -> None: ...
 
