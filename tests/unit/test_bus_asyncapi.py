@@ -1,4 +1,4 @@
-"""AsyncAPI: the catalog's committed document does not drift; a bus describes what it publishes and consumes."""
+"""AsyncAPI: the committed documents (catalog, storefront, SSO) do not drift; a bus describes what it publishes and consumes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from meshkit.basis.bus import Bus, Envelope, Event
 from meshkit.services.catalog import asyncapi as catalog_asyncapi
 from meshkit.services.storefront import asyncapi as storefront_asyncapi
 from meshkit.services.storefront_sdk import asyncapi_json as storefront_asyncapi_json
+from meshkit.sso import asyncapi as sso_asyncapi
+from meshkit.sso_sdk import asyncapi_json as sso_asyncapi_json
 
 
 class Shipped(Event):
@@ -57,6 +59,23 @@ def test_storefront_document_consumes_the_catalog_product_events_and_publishes_n
     assert doc["components"]["schemas"] == catalog_asyncapi.document()["components"]["schemas"]
 
 
+def test_sso_asyncapi_json_is_up_to_date():
+    assert sso_asyncapi_json() == sso_asyncapi.render(), (
+        "sso_sdk/asyncapi.json is stale: run `python -m meshkit.sso.asyncapi --write`"
+    )
+
+
+def test_sso_document_publishes_and_follows_token_revocations():
+    doc = sso_asyncapi.document()
+    assert doc["info"]["title"] == "meshkit sso events"
+    assert list(doc["channels"]) == ["sso.token.revoked"]
+    assert doc["channels"]["sso.token.revoked"]["description"] == "stream SSO"
+    assert doc["operations"]["publish.sso.token.revoked"]["action"] == "send"
+    assert doc["operations"]["consume.sso.token.revoked"]["action"] == "receive"  # every instance follows it
+    schema = doc["components"]["schemas"]["TokenRevoked"]
+    assert schema["required"] == ["jti", "exp"] and schema["properties"]["exp"]["type"] == "number"
+
+
 def test_bus_document_has_published_and_consumed_events():
     bus = Bus("nats://127.0.0.1:1", source="shipping")
     bus.publishes(Shipped)
@@ -72,3 +91,5 @@ def test_bus_document_has_published_and_consumed_events():
     assert ops["consume.catalog.product.created"]["action"] == "receive"
     assert "catalog.product.created" in doc["channels"] and "shipping.order.shipped" in doc["channels"]
     assert doc["components"]["messages"]["Shipped"]["summary"] == "An order left the warehouse."
+    bus.declare_follow("shipping.order.*")  # followers are listed like handlers
+    assert bus.asyncapi("2.0.0")["operations"]["consume.shipping.order.shipped"]["action"] == "receive"
