@@ -62,6 +62,7 @@ class Follower:
         self.skipped = 0
         self.last_seq = 0
         self._until = 0  # the stream's last sequence when we started: the replay ends there
+        self._received = 0  # messages the callback saw (handled or skipped)
         self._sub: Any = None
 
     async def start(self, js: JetStreamContext, *, start: Literal["all", "new"] = "all") -> Follower:
@@ -78,9 +79,12 @@ class Follower:
         self._sub = await js.subscribe(self.pattern, stream=self.stream, cb=self._on_message, ordered_consumer=True,
                                        deliver_policy=policy, idle_heartbeat=self.heartbeat)
         if not self.replayed.is_set():
+            # Nothing pending and every delivered message handled: done (nothing of ours was stored, or
+            # all of it came already). Otherwise the last one delivered says num_pending == 0 when handled.
+            # (Compare counts, not stream sequences: delivered.stream_seq moves past other subjects' messages.)
             info = await self._sub.consumer_info()
-            if info.num_pending == 0 and info.delivered.stream_seq <= self.last_seq:
-                self.replayed.set()  # nothing of ours was stored (other subjects), or all handled already
+            if info.num_pending == 0 and info.delivered.consumer_seq <= self._received:
+                self.replayed.set()
         return self
 
     async def wait_replayed(self, timeout: float | None = None) -> bool:
@@ -93,6 +97,7 @@ class Follower:
         return True
 
     async def _on_message(self, msg: Msg) -> None:
+        self._received += 1
         meta = msg.metadata
         seq = meta.sequence.stream
         try:
