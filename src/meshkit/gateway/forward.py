@@ -108,8 +108,12 @@ class Forwarder:
             error = None
         else:
             ok = False
-            retryable = (not exc.request_sent) or (route.idempotent(method) and not isinstance(exc, RequestTimeout))
-            error = _error_for(exc, pool)
+            if isinstance(exc, TransportError):
+                retryable = (not exc.request_sent) or (route.idempotent(method) and not isinstance(exc, RequestTimeout))
+                error = _error_for(exc, pool)
+            else:  # e.g. from the transport's stale-connection resend: nothing says a retry is safe
+                retryable = False
+                error = BadGateway(f"upstream {pool.name} failed to answer: {exc}", reason="upstream_failed")
             self.metrics.upstream_error(pool.name, type(exc).__name__)
         member.breaker.record(ok)  # member.record(ok), inlined
         member.outlier.record(member.key, ok)
@@ -173,14 +177,16 @@ class Forwarder:
                 await asyncio.sleep(delay)
         while True:
             if first is not None:  # already picked and admitted by its breaker
-                member, first = first, None
+                member = first
+                first = None
             else:
-                member = balancer.pick(tried)
-                if member is None and subset is not None:
+                picked = balancer.pick(tried)
+                if picked is None and subset is not None:
                     # The chosen version has no available instance: any instance beats none.
-                    member = pool.balancer(route.policy, None).pick(tried)
-                if member is None:
+                    picked = pool.balancer(route.policy, None).pick(tried)
+                if picked is None:
                     break
+                member = picked
                 if not member.breaker.allow():
                     tried = [*tried, member] if tried else [member]
                     continue
