@@ -67,8 +67,8 @@ class HttpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.client = ""
-        self.pending: deque[Request] = deque()
-        self.task: asyncio.Task | None = None
+        self.pending: deque[Request | _Failed] = deque()
+        self.task: asyncio.Task | _Busy | None = None
         self.paused_reading = False
         self.write_ready: asyncio.Event | None = None
         self.closing = False
@@ -122,7 +122,7 @@ class HttpProtocol(asyncio.Protocol):
         resp = error_response(error)
         resp.close = True
         # Queue it behind pipelined requests so answers stay in order.
-        self.pending.append(_Failed(resp))  # type: ignore[arg-type]
+        self.pending.append(_Failed(resp))
         if self.task is None:
             self.task = self.loop.create_task(self._run(self.pending.popleft()))
 
@@ -261,7 +261,7 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self._start(nxt)
 
-    async def _run(self, req: Request) -> None:
+    async def _run(self, req: Request | _Failed) -> None:
         handler = self.server.handler
         try:
             while True:
