@@ -36,6 +36,8 @@ log = logging.getLogger("meshkit.gateway")
 
 #: Seconds the registry gets to answer a readiness probe.
 READY_TIMEOUT = 1.0
+#: Seconds start() waits for the replay of stored token revocations before registering.
+REPLAY_WAIT = 10.0
 
 
 def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -160,6 +162,13 @@ class Gateway:
             self.admin_server = await serve(Admin(self).handle, s.admin_host, s.admin_port, on_error=on_error)
         if s.reload_interval > 0:
             self._watch = asyncio.get_running_loop().create_task(self._watch_file())
+        if self._revocations is not None:
+            # Found through discovery only once the revocations made while it was down apply;
+            # /readyz says "revocations" until then.
+            done, _ = await asyncio.wait({self._revocations}, timeout=REPLAY_WAIT)
+            if not done:
+                log.warning("token revocations not replayed within %g s (is NATS up?); serving anyway, "
+                            "/readyz answers 503 until they are", REPLAY_WAIT)
         if self.register and s.worker_index == 0 and self.registry is not None:
             await self._register()
         log.info("gateway %slistening on %s://%s:%d (%s), %d routes from %s",
@@ -249,6 +258,10 @@ class Gateway:
         if self.reload_error:  # the previous table still serves: say so, but stay ready
             routes["last_reload_error"] = self.reload_error
         checks = {"routes": routes}
+        if self._revocations is not None and not self._revocations.done():
+            checks["revocations"] = {"ok": False, "error": "replaying the SSO's stored token revocations "
+                                     "(stream SSO on NATS); a token revoked while this gateway was down "
+                                     "would still pass"}
         if self.registry is not None:
             checks["registry"] = await self._check_registry()
         failed = [name for name, check in checks.items() if not check["ok"]]
