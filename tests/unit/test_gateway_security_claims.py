@@ -7,7 +7,6 @@ import pytest
 from meshkit.basis.context import Identity
 from meshkit.gateway.security import RevocationList, challenge, identity_from_claims
 from meshkit.gateway.security.cache import TokenCache
-from meshkit.gateway.security.revocation import parse_message
 from meshkit.gateway.security.tokens import TokenError
 
 
@@ -104,14 +103,6 @@ def test_revocation_list_is_bounded():
         revoked.add(f"j{i}", until=100.0 + i)
     assert len(revoked) == 10
     assert "j19" in revoked and "j0" not in revoked  # the soonest-expiring go first
-
-
-def test_revocation_message_parsing():
-    assert parse_message(b'{"jti": "a", "exp": 12}') == ("a", 12)
-    assert parse_message(b'{"jti": "a"}') == ("a", None)
-    for bad in (b'{"exp": 1}', b'["a"]', b'{"jti": "a", "exp": "soon"}', b'{"jti": ""}'):
-        with pytest.raises(ValueError):
-            parse_message(bad)
 
 
 def test_challenge_quotes_safely():

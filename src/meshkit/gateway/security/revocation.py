@@ -8,9 +8,6 @@ gateway's own that replays the stream from its start and then follows it live,
 so every gateway — also one that was down, or started after the revocation —
 rejects a revoked token, within the bus latency, even while the token is in the
 verification cache. Malformed events are logged and skipped.
-
-(``SUBJECT`` and :func:`parse_message` are the retired plain-NATS ``sso.revoked``
-format; nothing publishes it any more.)
 """
 
 from __future__ import annotations
@@ -21,11 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 log = logging.getLogger("meshkit.gateway.security")
 
-SUBJECT = "sso.revoked"
 #: How long to remember a revocation that did not say when its token expires.
 DEFAULT_TTL = 24 * 3600.0
 
@@ -72,18 +66,6 @@ class RevocationList:
 
     def __len__(self) -> int:
         return len(self._until)
-
-
-def parse_message(data: bytes) -> tuple[str, float | None]:
-    """``(jti, exp)`` from one ``sso.revoked`` message; ``ValueError`` if it is not one."""
-    msg: Any = orjson.loads(data)
-    jti = msg.get("jti") if isinstance(msg, dict) else None
-    if not isinstance(jti, str) or not jti:
-        raise ValueError("revocation message needs a string 'jti'")
-    exp = msg.get("exp")
-    if exp is not None and (isinstance(exp, bool) or not isinstance(exp, (int, float))):
-        raise ValueError("revocation 'exp' must be epoch seconds")
-    return jti, exp
 
 
 async def follow(nc: Any, revoked: RevocationList, *, grace: float = 0.0, replay_timeout: float = 5.0) -> Any:
