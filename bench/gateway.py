@@ -220,7 +220,7 @@ def main(argv: list[str]) -> int:
                 wait_port(port)
                 urls["nginx"] = f"http://127.0.0.1:{port}/hello"
                 results["nginx"] = wrk(urls["nginx"], args.duration, args.connections, cpu_of=p)
-                procs.stop(p)
+                # Left running (idle) for the half-peak runs: what the best proxy adds at meshkit's rate.
             for name, src in (("aiohttp", AIOHTTP_PROXY), ("httpx", HTTPX_PROXY)):
                 if name not in only:
                     continue
@@ -238,7 +238,6 @@ def main(argv: list[str]) -> int:
                 wait_port(port)
                 urls["floor"] = f"http://127.0.0.1:{port}/hello"
                 results["floor"] = wrk(urls["floor"], args.duration, args.connections, cpu_of=p)
-                procs.stop(p)
             if "meshkit" in only:
                 port, admin = free_port(), free_port()
                 (tmp / "routes.yaml").write_text(ROUTES.format(up=up))
@@ -263,9 +262,10 @@ def main(argv: list[str]) -> int:
                                                           if line.startswith("gateway_requests_total"))
                 if not args.no_paced:
                     rate = results["meshkit"]["rps"] / 2
-                    for name, a in (("direct", None), ("meshkit", auth)):
-                        results[f"{name}@half"] = paced(tmp / f"paced_{name}.lua", urls[name], rate,
-                                                        args.duration, a)
+                    for name in ("direct", "nginx", "floor", "meshkit"):
+                        if name in urls:
+                            results[f"{name}@half"] = paced(tmp / f"paced_{name}.lua", urls[name], rate,
+                                                            args.duration, auth if name == "meshkit" else None)
                 procs.stop(p)
         finally:
             procs.stop_all()
@@ -284,6 +284,7 @@ def report(results: dict[str, dict], args) -> None:
     labels = {"direct": "direct", "nginx": "nginx", "aiohttp": "starlette+aiohttp", "httpx": "starlette+httpx",
               "floor": "floor (bare proxy)",
               "meshkit": "meshkit (auth+rl+met)", "direct@half": "direct @ half peak",
+              "nginx@half": "nginx @ half peak", "floor@half": "floor @ half peak",
               "meshkit@half": "meshkit @ half peak"}
     for key, r in results.items():
         vs_nginx = f"{r['rps'] / nginx:.2f}x" if nginx and "@" not in key else ""
@@ -307,6 +308,10 @@ def report(results: dict[str, dict], args) -> None:
             print(f"p99 added over direct at {results['meshkit@half']['rps']:.0f} req/s (meshkit; direct "
                   f"{results['direct@half']['rps']:.0f}; half of meshkit's peak: {results['meshkit']['rps'] / 2:.0f}): "
                   f"{added:.2f} ms (target <= 1 ms)")
+            peers = [f"{name} {results[f'{name}@half']['p99'] - results['direct@half']['p99']:.2f} ms"
+                     for name in ("nginx", "floor") if f"{name}@half" in results]
+            if peers:
+                print(f"p99 added by the peers at the same rate: {', '.join(peers)}")
 
 
 if __name__ == "__main__":
