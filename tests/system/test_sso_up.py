@@ -1,9 +1,10 @@
 """The SSO under `meshkit up` (the default system), used through the gateway as a client would.
 
 sign up → log in → 403 without the permission → the bootstrap administrator
-grants a role → 200 → refresh (rotation) → logout → 401; a token revoked at the
-SSO is refused by the gateway within 1 s; client-sent identity headers never
-reach a service. Then the README's curl walk-through runs as written (only the
+grants a role → 201 → the product shows up in the storefront's copy (fed by the
+catalog's events, read through the gateway) within seconds → refresh (rotation) →
+logout → 401; a token revoked at the SSO is refused by the gateway within 1 s;
+client-sent identity headers never reach a service. Then the README's curl walk-through runs as written (only the
 gateway address moved) and must show the same story. Fixed ports move to free ones; the gateway is pointed at the
 moved SSO port through the environment (which wins over the system file).
 """
@@ -59,6 +60,8 @@ async def test_sso_flow_under_meshkit_up(tmp_path):
         while not any(READY.search(line) for line in lines):
             assert proc.returncode is None and time.monotonic() < deadline, "\n".join(lines[-60:])
             await asyncio.sleep(0.1)
+        ready = next(line for line in lines if READY.search(line))
+        assert "storefront-1 http://127.0.0.1:" in ready, ready  # the storefront is part of the default system
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw_port}", timeout=10) as c:
             await _flow(c, sso_port)
         await _readme_walkthrough(gw_port, tmp_path)
@@ -96,6 +99,7 @@ async def _flow(c: httpx.AsyncClient, sso_port: int) -> None:
     pair = (await c.post("/api/sso/refresh", json={"refresh_token": pair["refresh_token"]})).json()
     r = await c.post("/api/catalog/products", json=product, headers=bearer(pair["access_token"]))
     assert r.status_code == 201, r.text
+    await _appears_in_storefront(c, r.json())
     pair = (await c.post("/api/sso/refresh", json={"refresh_token": pair["refresh_token"]})).json()
     assert (await c.post("/api/sso/logout", json={"refresh_token": pair["refresh_token"]},
                          headers=bearer(pair["access_token"]))).status_code == 204
@@ -121,6 +125,26 @@ async def _flow(c: httpx.AsyncClient, sso_port: int) -> None:
     assert len(jwks["keys"]) >= 2
 
 
+async def _appears_in_storefront(c: httpx.AsyncClient, created: dict) -> None:
+    """CQRS under `meshkit up`: the storefront's own copy (fed by the catalog's events, never by a call to
+    the catalog) has the product created through the gateway within a few seconds, read through the gateway."""
+    t0 = time.monotonic()
+    while True:
+        r = await c.get("/api/storefront/products", params={"limit": "200"})
+        assert r.status_code == 200, r.text
+        if any(item["id"] == created["id"] for item in r.json()["items"]):
+            break
+        assert time.monotonic() - t0 < 5.0, f"not in the storefront's copy after 5 s: {r.text}"
+        await asyncio.sleep(0.05)
+    r = await c.get(f"/api/storefront/products/{created['id']}")
+    assert r.status_code == 200, r.text
+    copy = r.json()
+    assert {k: copy[k] for k in ("id", "name", "sku", "price", "version")} == \
+        {k: created[k] for k in ("id", "name", "sku", "price", "version")}
+    missing = await c.get("/api/storefront/products/no-such-product")
+    assert missing.status_code == 404 and missing.json()["error"]["reason"] == "product_not_found"
+
+
 async def _readme_walkthrough(gw_port: int, workdir) -> None:
     """Run the README's identity walk-through with bash and curl, as a reader would paste it."""
     section = README.split("## Identity: sign up, log in, call a protected route", 1)[1]
@@ -135,5 +159,9 @@ async def _readme_walkthrough(gw_port: int, workdir) -> None:
     assert proc.returncode == 0, text
     assert '"reason":"forbidden"' in text and "catalog:write" in text, text   # 403 before the grant
     assert '"sku":"MUG-1"' in text, text                                         # 201 after refresh
+    # the storefront's copy has it (by id, then in its list), made from the catalog's event
+    assert re.search(r'\{"id":"[^"]+","name":"Mug","description":"","sku":"MUG-1",'
+                     r'"price":\{"amount":"9.50","currency":"EUR"\},"version":1\}', text), text
+    assert re.search(r'\{"items":\[[^\]]*"sku":"MUG-1"', text), text
     assert "204\n401\n" in text, text                                              # logout, then refused
     assert '"jwks_uri"' in text and '"keys"' in text, text                       # discovery and keys

@@ -1,6 +1,7 @@
 """`meshkit up` as a user runs it: the real default system, a crash under load, a clean stop.
 
-One test, in order: start → `ready` line → `meshkit services --json` → a loop of
+One test, in order: start → `ready` line → `meshkit services --json` (every instance
+of the default system, the storefront too, is up) → a loop of
 idempotent catalog GETs through the ServiceClient while one catalog instance is
 SIGKILLed (no call may fail) → the instance is restarted and re-registered →
 `meshkit services --watch --json` sees `meshkit run catalog` join and leave →
@@ -159,6 +160,7 @@ async def test_up_survives_a_killed_instance_and_stops_clean(tmp_path):
         ready = await up.wait_line(READY, READY_TIMEOUT)
         ready_line = ready.string
         assert "catalog-1 http://127.0.0.1:" in ready_line and "catalog-2 http://127.0.0.1:" in ready_line
+        assert "storefront-1 http://127.0.0.1:" in ready_line
         for port_value in moved.values():
             assert f"http://127.0.0.1:{port_value}" in ready_line
         assert time.monotonic() - started < READY_TIMEOUT
@@ -169,6 +171,10 @@ async def test_up_survives_a_killed_instance_and_stops_clean(tmp_path):
         assert [r["instance_id"] for r in catalog] == ["catalog-1", "catalog-2"]
         assert all(r["status"] == "up" and r["port"] > 0 and r["address"] for r in catalog)
         first_port = next(r["port"] for r in catalog if r["instance_id"] == "catalog-1")
+        # Every instance of the default system is listed, the storefront (fed by the catalog's events) too.
+        expected = {iid for s in load_system().services for iid in s.instance_ids()}
+        assert "storefront-1" in expected and {r["instance_id"] for r in listed} >= expected, listed
+        assert all(r["status"] == "up" for r in listed if r["instance_id"] in expected)
 
         registry = await open_registry(nats_url)
         view = await RegistryView(registry).start()
