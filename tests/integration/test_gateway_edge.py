@@ -52,6 +52,32 @@ async def test_header_and_body_limits_answer_431_and_413():
         await server.stop(0.5)
 
 
+async def test_a_head_at_the_limit_passes_and_one_that_never_ends_is_cut_off():
+    server = await serve(echo, "127.0.0.1", 0, limits=Limits(max_header_bytes=1024, max_body_bytes=100))
+    try:
+        # the target plus each "name: value\r\n" counts: exactly 1024 bytes pass, one more is 431
+        pad = 1024 - len(b"/") - len(b"Host: x\r\n") - len(b"X-Pad: \r\n") - len(b"Connection: close\r\n")
+        for size, status in ((pad, b"200"), (pad + 1, b"431")):
+            out = await raw(server.port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * size + b"\r\n"
+                            b"Connection: close\r\n\r\n")
+            assert out.startswith(b"HTTP/1.1 " + status + b" "), (size, out[:80])
+        # a head sent in small pieces that never ends: answered 431 and closed while it is still arriving
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        answer = asyncio.ensure_future(reader.read(-1))
+        for _ in range(200):  # 20 kB in all, 20 times the limit
+            if answer.done():
+                break
+            writer.write(b"e" * 100)
+            await writer.drain()
+            await asyncio.sleep(0.002)
+        out = await asyncio.wait_for(answer, 5)
+        writer.close()
+        assert out.startswith(b"HTTP/1.1 431 ") and b"connection: close" in out
+    finally:
+        await server.stop(0.5)
+
+
 async def test_pipelined_requests_are_answered_in_order_and_keep_alive_holds():
     async def slow_first(req):
         if req.path == "/slow":
