@@ -50,3 +50,24 @@ def test_the_storefront_is_read_only_at_the_gateway():
     table = compile_table(load_routes(default_routes_path()), Pools(PoolSettings(), lambda name: []), "<test>")
     entry, allowed = table.router.match("POST", "127.0.0.1", "/api/storefront/products")
     assert entry is None and "POST" not in (allowed or ())
+
+
+@pytest.mark.parametrize(("method", "path", "upstream"), [
+    ("GET", "/api/catalog/products", "/products"),
+    ("GET", "/api/catalog/products/0199-abc", "/products/0199-abc"),
+    ("POST", "/api/catalog/products", "/products"),
+    ("PATCH", "/api/catalog/products/0199-abc", "/products/0199-abc"),
+])
+def test_catalog_products_are_routed_and_rewritten(method, path, upstream):
+    table = compile_table(load_routes(default_routes_path()), Pools(PoolSettings(), lambda name: []), "<test>")
+    entry, params = table.router.match(method, "127.0.0.1", path)
+    assert entry is not None and entry.target.cfg.upstream.service == "catalog"
+    assert entry.target.upstream_path(path, params) == upstream
+
+
+@pytest.mark.parametrize("path", ["/api/catalog/metrics", "/api/catalog/readyz", "/api/catalog/livez",
+                                  "/api/catalog/", "/api/catalog/productsx"])
+def test_only_the_products_of_the_catalog_are_exposed(path):
+    table = compile_table(load_routes(default_routes_path()), Pools(PoolSettings(), lambda name: []), "<test>")
+    entry, _ = table.router.match("GET", "127.0.0.1", path)
+    assert entry is None

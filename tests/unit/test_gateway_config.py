@@ -18,8 +18,8 @@ def test_default_routes_file_is_valid_and_serves_catalog():
     spec = load_routes(default_routes_path())
     by_name = {r.name: r for r in spec.routes}
     read, write = by_name["catalog-read"], by_name["catalog-write"]
-    assert read.match.prefix == "/api/catalog/" and read.upstream.service == "catalog"
-    assert read.rewrite.prefix == "/" and read.auth != "required"
+    assert read.match.prefix == "/api/catalog/products" and read.upstream.service == "catalog"
+    assert read.rewrite.prefix == "/products" and read.auth != "required"
     assert write.auth == "required" and write.permissions == ["catalog:write"]
 
 
