@@ -2,8 +2,9 @@
 
 Side by side, interleaved, 3 runs each (fresh data dir every run, so migrations run):
 
-- ``meshkit up``    — ``python -m meshkit.cli.main up`` with the default system (NATS,
-  2 catalog instances, the gateway; fixed ports moved to free ones): launch → the
+- ``meshkit up``    — ``python -m meshkit.cli.main up`` with the default system (NATS
+  and the services of ``meshkit/cli/system.yaml``, printed in the report; fixed ports
+  moved to free ones): launch → the
   ``ready`` line (every instance registered and answering ``/readyz`` with 200);
 - ``by hand``       — the peer: the same processes (``python -m <module>``, same
   settings) started directly against a NATS that is already running: launch → all
