@@ -14,11 +14,6 @@ without a future: ``callback(conn, response, exc)`` runs straight from
 ``data_received`` when the answer is complete (a proxy writes it on at once, with
 no task wake-up in between).
 
-Headers: no ``on_header`` callback. The bytes of an answer are kept until its
-head is complete, and ``on_headers_complete`` cuts the header lines out of them
-in one slice (:attr:`HttpResponse.raw_head`); they are split into pairs only
-when someone asks (``response.headers``). A proxy passes the lines on as they are.
-
 Framing the parser cannot know by itself:
 
 - HEAD: llhttp would wait for the ``Content-Length`` bytes it announces; the
@@ -35,7 +30,6 @@ socket stops being read (``pause_reading``) until the reader drains below
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -43,23 +37,10 @@ from collections.abc import Callable
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from meshkit.basis.http.errors import ConnectionClosed, ProtocolError, RequestTimeout, TransportError
-from meshkit.basis.http.response import HttpResponse, head_lines, parse_head
+from meshkit.basis.http.response import HttpResponse
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
-
-
-#: The end of a head whose lines end in a bare LF.
-_HEAD_END = re.compile(rb"\n\r?\n")
-
-
-def _cut_head_leniently(buf: bytes) -> tuple[bytes, int]:
-    """The header lines (``name: value\r\n`` each) of a head with bare-LF line ends, and
-    where it ends. llhttp refuses such heads (and folded lines) today; a more lenient
-    build of it must not make us forward malformed lines."""
-    m = _HEAD_END.search(buf)
-    cut = m.end() if m is not None else len(buf)
-    return head_lines(parse_head(buf[buf.find(b"\n") + 1:cut])), cut
 
 
 class _SkipBody(Exception):
@@ -91,8 +72,7 @@ class Connection(asyncio.Protocol):
         self._head = False
         self._close_after = False
         self._status = 0
-        self._raw = b""  # bytes of the answer until its head is complete
-        self._raw_head = b""  # its header lines, cut out of _raw
+        self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._received = False
         self._headers_done = False
@@ -125,8 +105,6 @@ class Connection(asyncio.Protocol):
             self._protocol_error("unexpected data on an idle connection")
             return
         self._received = True
-        if not self._headers_done:
-            self._raw = self._raw + data if self._raw else data
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade:
@@ -171,28 +149,22 @@ class Connection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
     def on_headers_complete(self) -> None:
-        # The parser has seen the whole head, so _raw holds it: cut the header lines out.
-        buf = self._raw
-        cut = buf.find(b"\r\n\r\n") + 4
-        if cut > 3:
-            block = buf[buf.find(b"\n") + 1:cut - 2]
-        else:
-            block, cut = _cut_head_leniently(buf)
         status = self._parser.get_status_code()
         if status < 200 and status != 101:
             self._interim = True
-            self._raw = self._raw[cut:]  # what follows is the next head
+            self._headers = []
             return
-        self._raw = b""
-        self._raw_head = block
         self._status = status
         self._keep_alive = self._parser.should_keep_alive()
         self._headers_done = True
         if self._stream:
             fut = self._fut
             if fut is not None and not fut.done():
-                fut.set_result((status, parse_head(block)))
+                fut.set_result((status, self._headers))
         if self._head:
             raise _SkipBody
 
@@ -234,8 +206,7 @@ class Connection(asyncio.Protocol):
         self._head = head
         self._close_after = close
         self._status = 0
-        self._raw = b""
-        self._raw_head = b""
+        self._headers = []
         self._received = False
         self._headers_done = False
         self._done = False
@@ -332,7 +303,7 @@ class Connection(asyncio.Protocol):
         if self._stream:
             fut = self._fut
             if fut is not None and not fut.done():  # HEAD / 204 / 304 streams
-                fut.set_result((self._status, parse_head(self._raw_head)))
+                fut.set_result((self._status, self._headers))
             self._wake_reader()
         else:
             body = self._body
@@ -341,14 +312,14 @@ class Connection(asyncio.Protocol):
                 if not self._keep_alive or self._close_after:
                     self.close()
                 self._cb = None  # _callback(), inlined: once per answer on the proxy's path
-                cb(self, HttpResponse(self._status, None, body[0] if len(body) == 1 else b"".join(body),
-                                      self._raw_head), None)
+                cb(self, HttpResponse(self._status, self._headers, body[0] if len(body) == 1 else b"".join(body)),
+                   None)
                 return
             fut = self._fut
             if fut is not None and not fut.done():
                 fut.set_result(
                     HttpResponse(
-                        self._status, None, body[0] if len(body) == 1 else b"".join(body), self._raw_head
+                        self._status, self._headers, body[0] if len(body) == 1 else b"".join(body)
                     )
                 )
         self._fut = None
@@ -383,7 +354,7 @@ class Connection(asyncio.Protocol):
 
     def _close_delimited(self) -> bool:
         # No Content-Length and not chunked: the body ends when the server closes.
-        for name, value in parse_head(self._raw_head):
+        for name, value in self._headers:
             lname = name.lower()
             if lname == b"content-length" or (lname == b"transfer-encoding" and b"chunked" in value.lower()):
                 return False

@@ -1,12 +1,10 @@
 """Responses: :class:`HttpResponse` (buffered) and :class:`StreamingResponse` (body read on demand).
 
-Headers are kept exactly as received: :attr:`HttpResponse.raw_head` is the header
-lines as they came (one ``name: value\r\n`` per header), and ``headers`` the
-``(name, value)`` bytes pairs in wire order (duplicates included), split from it
-on first use. A proxy forwards the raw lines without ever splitting them, and
-llhttp calls no Python code per header; building a dict per response would cost
-time on the hot path for lookups most callers never make.
-:meth:`HttpResponse.header` does the case-insensitive lookup when asked.
+Headers are kept exactly as received, a list of ``(name, value)`` bytes pairs in
+wire order (duplicates included), because that is what the parser hands over
+and what a proxy forwards; building a dict per response would cost time on the
+hot path for lookups most callers never make. :meth:`HttpResponse.header`
+does the case-insensitive lookup when asked.
 """
 
 from __future__ import annotations
@@ -19,31 +17,6 @@ import orjson
 if TYPE_CHECKING:
     from meshkit.basis.http.connection import Connection
     from meshkit.basis.http.pool import ConnectionPool
-
-
-def parse_head(block: bytes) -> list[tuple[bytes, bytes]]:
-    """``(name, value)`` pairs of header lines (``CRLF`` or bare ``LF``; an obsolete folded
-    line joins the value before it), values stripped of blanks, in wire order."""
-    headers: list[tuple[bytes, bytes]] = []
-    for line in block.split(b"\n"):
-        line = line.rstrip(b"\r")
-        if not line:
-            continue
-        if line[0] in _BLANKS and headers:  # obs-fold: a continuation of the previous value
-            name, value = headers[-1]
-            headers[-1] = (name, value + b" " + line.strip(b" \t"))
-            continue
-        name, _, value = line.partition(b":")
-        headers.append((name, value.strip(b" \t")))
-    return headers
-
-
-def head_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
-    """Pairs serialised as ``name: value\r\n`` lines (the form of :attr:`HttpResponse.raw_head`)."""
-    return b"".join(k + b": " + v + b"\r\n" for k, v in headers)
-
-
-_BLANKS = b" \t"
 
 
 def _find(headers: list[tuple[bytes, bytes]], name: str) -> str | None:
@@ -62,27 +35,12 @@ def _find_all(headers: list[tuple[bytes, bytes]], name: str) -> list[str]:
 class HttpResponse:
     """A complete answer: ``status``, ``headers`` (list of bytes pairs, wire order) and ``body``."""
 
-    __slots__ = ("_headers", "body", "raw_head", "status")
+    __slots__ = ("body", "headers", "status")
 
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]] | None, body: bytes,
-                 raw_head: bytes | None = None) -> None:
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         self.status = status
-        self._headers = headers
+        self.headers = headers
         self.body = body
-        #: The header lines as received, ``name: value\r\n`` each (``None`` when made from pairs).
-        self.raw_head = raw_head
-
-    @property
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        """``(name, value)`` bytes pairs in wire order (split from :attr:`raw_head` on first use)."""
-        h = self._headers
-        if h is None:
-            h = self._headers = parse_head(self.raw_head or b"")
-        return h
-
-    @headers.setter
-    def headers(self, value: list[tuple[bytes, bytes]]) -> None:
-        self._headers = value
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (any case), or ``None``."""
