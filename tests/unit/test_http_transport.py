@@ -142,6 +142,21 @@ async def test_interim_1xx_answers_are_skipped():
         assert (await t.request(HOST, up.port, "GET", "/")).status == 200
 
 
+async def test_a_head_split_across_writes_and_an_interim_answer_in_its_own_write():
+    async def handler(reader, writer, up):
+        await read_request(reader)
+        for piece in (b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", b"HTTP/1.1 200 OK\r\nX-A",
+                      b": 1\r\nContent-Length: 5\r", b"\n\r\nhel", b"lo"):
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.01)
+
+    async with serve(handler) as up, HttpTransport() as t:
+        r = await t.request(HOST, up.port, "GET", "/")
+        assert (r.status, r.body) == (200, b"hello")
+        assert r.headers == [(b"X-A", b"1"), (b"Content-Length", b"5")]  # nothing of the 103
+
+
 async def test_post_sends_content_length_and_large_bodies():
     async def handler(reader, writer, up):
         while True:
