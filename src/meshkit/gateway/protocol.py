@@ -14,10 +14,10 @@ request were a measurable share of a proxied request's CPU (see
 - keep-alive and pipelining: requests on one connection are answered strictly in
   order by one task; reading pauses while too many wait (back-pressure);
 - limits: header bytes → 431, body bytes → 413 (both close the connection, the
-  rest of the stream cannot be trusted). The header limit is checked exactly once
-  the head is complete (one C-level sum, not a step per header) and, while a head
-  is still arriving, on the bytes received for it (so an endless head is cut off
-  at the limit plus one read).
+  rest of the stream cannot be trusted). The header limit is checked as each
+  header completes and, while a head is still arriving, on the bytes received
+  for it: an endless header line (which httptools buffers until it ends) is cut
+  off at the limit plus one read.
 
 The listening side (accepting, the idle sweeper, TLS, graceful stop) is
 :mod:`meshkit.gateway.server`.
@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from itertools import chain
 from typing import TYPE_CHECKING
 
 import httptools
@@ -80,6 +79,7 @@ class HttpProtocol(asyncio.Protocol):
         self.reading_since: float | None = None
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
         self._in_head = False  # a request's head has begun and is not complete yet
         self._head_seen = 0  # bytes read for it after the read it began in
         self._messages = 0  # requests begun on this connection
@@ -155,6 +155,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._header_bytes = 0
         self._in_head = True
         self._head_seen = 0
         self._messages += 1
@@ -163,26 +164,29 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._header_bytes += len(url)
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise _Reject(HeadersTooLarge(f"request line and headers exceed {self.limits.max_header_bytes} bytes"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # A plain loop per header: cheaper than C-level sums over a dozen headers (measured).
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise _Reject(HeadersTooLarge(f"request headers exceed {self.limits.max_header_bytes} bytes"))
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        headers = self._headers
-        limits = self.limits
-        # the request target plus each "name: value\r\n" (the request line's framing is not counted)
-        if len(self._url) + sum(map(len, chain.from_iterable(headers))) + 4 * len(headers) > limits.max_header_bytes:
-            raise _Reject(HeadersTooLarge(f"request line and headers exceed {limits.max_header_bytes} bytes"))
-        length = dict(headers).get(b"content-length") if headers else None  # llhttp refused duplicates
-        if length is not None:
-            try:
-                n = int(length)
-            except ValueError:
-                raise _Reject(BadRequest("invalid content-length")) from None
-            if n > limits.max_body_bytes:
-                raise _Reject(PayloadTooLarge(
-                    f"request body of {n} bytes exceeds the limit of {limits.max_body_bytes}"))
+        for k, v in self._headers:
+            if k == b"content-length":
+                try:
+                    n = int(v)
+                except ValueError:
+                    raise _Reject(BadRequest("invalid content-length")) from None
+                if n > self.limits.max_body_bytes:
+                    raise _Reject(PayloadTooLarge(
+                        f"request body of {n} bytes exceeds the limit of {self.limits.max_body_bytes}"))
+                break
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
