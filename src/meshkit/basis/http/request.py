@@ -60,37 +60,32 @@ def host_line(host: str, port: int) -> bytes:
     return b"Host: " + value.encode("idna" if not value.isascii() else "ascii") + b"\r\n"
 
 
-#: Names that make a header block need the exact per-header pass (each at the start of a line).
 _COLON = b": "
-_PAIRS = {2}
-_LINE_STARTS = (b"\nhost", b"\ncontent-length", b"\ntransfer-encoding", b"\nconnection")
 
 
 def _plain_block(headers: list) -> bytes | None:
     """The header lines of a list of ``bytes`` pairs with no name that needs special handling, else ``None``.
 
-    The common shape (a proxy forwarding headers, a client adding a few) done in
-    C-level passes over one joined block instead of a Python pass per header:
-    ``None`` (the exact pass in :func:`encode_request`) when any name starts like
-    ``host``, ``content-length``, ``transfer-encoding`` or ``connection`` in any
-    case, or a name or value is not ``bytes``; :class:`InvalidRequest` for a CR
-    or LF inside a name or value.
+    The common shape (a proxy forwarding headers, a client adding a few): one
+    C-level join and two counts over the joined block, and a plain loop over
+    the names (timed: for a dozen headers it costs half of what scanning the
+    joined block once per special name did). ``None`` (the exact pass in
+    :func:`encode_request`) when a name is ``host``, ``content-length``,
+    ``transfer-encoding`` or ``connection`` in any case, or an item is not a
+    pair of ``bytes``; :class:`InvalidRequest` for a CR or LF inside a name or value.
     """
     if not headers:
         return None
-    if set(map(len, headers)) != _PAIRS:
-        return None  # not all (name, value) pairs: the exact pass says what is wrong
     try:
-        block = b"\r\n".join(map(_COLON.join, headers)) + b"\r\n"  # C-level: no Python step per header
-    except TypeError:  # str names or values (or not pairs): the exact pass converts them
+        block = b"\r\n".join(map(_COLON.join, headers)) + b"\r\n"
+        for name, _ in headers:
+            if name.lower() in _SPECIAL:
+                return None
+    except (TypeError, ValueError, AttributeError):  # str names or values, or not pairs: the exact pass
         return None
     n = len(headers)
     if block.count(b"\n") != n or block.count(b"\r") != n:
         raise InvalidRequest("a header name or value contains CR or LF: remove line breaks from headers")
-    low = b"\n" + block.lower()
-    for start in _LINE_STARTS:
-        if start in low:
-            return None
     return block
 
 
