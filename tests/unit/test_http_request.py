@@ -95,3 +95,20 @@ def test_list_of_byte_pairs_takes_the_joined_path_with_the_same_rules():
             encode_request("GET", "/", HOST, bad, b"")
     with pytest.raises(ValueError):
         encode_request("GET", "/", HOST, [(b"a", b"1", b"2")], b"")
+
+
+@pytest.mark.parametrize("name", [b"host", b"HOST", b"Content-Length", b"cONTENT-LENGTH", b"Transfer-Encoding",
+                                  b"TRANSFER-ENCODING", b"connection", b"CONNECTION"])
+def test_every_special_name_in_any_case_leaves_the_joined_path(name):
+    # behind other headers, each of which the joined path lets through
+    data, _, _ = encode_request("POST", "/", HOST, [(b"traceparent", b"t"), (b"x-a", b"1"), (name, b"v")], b"ab")
+    assert data.count(b"Content-Length") + data.count(b"CONTENT-LENGTH") + data.count(b"cONTENT-LENGTH") == 1
+    assert data.endswith(b"Content-Length: 2\r\n\r\nab")  # the caller's framing is always replaced
+    assert b"transfer-encoding" not in data.lower()
+    assert data.lower().count(b"host:") == 1  # the caller's Host, or the pool's: never both
+
+
+@pytest.mark.parametrize("headers", [[(b"", b"v")], [(b"a", b"1"), (b"", b"v")], {"": "v"}])
+def test_an_empty_header_name_is_refused(headers):
+    with pytest.raises(InvalidRequest, match="empty"):
+        encode_request("GET", "/", HOST, headers, b"")

@@ -61,6 +61,8 @@ def host_line(host: str, port: int) -> bytes:
 
 
 _COLON = b": "
+#: First bytes of the special names in any case: only such names are lower-cased to be checked.
+_SPECIAL_FIRST = frozenset(b"hHcCtT")
 
 
 def _plain_block(headers: list) -> bytes | None:
@@ -79,9 +81,9 @@ def _plain_block(headers: list) -> bytes | None:
     try:
         block = b"\r\n".join(map(_COLON.join, headers)) + b"\r\n"
         for name, _ in headers:
-            if name.lower() in _SPECIAL:
+            if name[0] in _SPECIAL_FIRST and name.lower() in _SPECIAL:
                 return None
-    except (TypeError, ValueError, AttributeError):  # str names or values, or not pairs: the exact pass
+    except (TypeError, ValueError, AttributeError, IndexError):  # str, not pairs, empty names: the exact pass
         return None
     n = len(headers)
     if block.count(b"\n") != n or block.count(b"\r") != n:
@@ -119,6 +121,8 @@ def encode_request(
                 name = str(name).encode("latin-1")
             if value.__class__ is not bytes:
                 value = str(value).encode("latin-1")
+            if not name:
+                raise InvalidRequest("a header name is empty: every header needs a name")
             lname = name.lower()
             if lname in _SPECIAL:
                 if lname in _DROPPED:
