@@ -245,5 +245,23 @@ async def test_revoke_sessions_keeps_the_current_one():
 
 async def test_expired_revocations_are_not_published():
     _, tokens, pub = await make()
-    await tokens.revoke_access("old", time.time() - 1)
+    await tokens.revoke_access("old", time.time() - tokens.leeway - 1)  # past exp + leeway: no token verifies
     assert pub.published == [] and not tokens.is_revoked("old")
+
+
+async def test_a_revoked_token_stays_refused_through_the_leeway_past_its_exp():
+    # A token verifies until exp + leeway (clock skew), so its revocation must last that long too.
+    now = [time.time()]
+    _, tokens, pub = await make(access_ttl=60, clock=lambda: now[0])
+    _, jti, exp = tokens.mint("u", roles=[], permissions=[])
+    await tokens.revoke_access(jti, exp)
+    now[0] = exp + tokens.leeway / 2  # expired, but within the leeway: jwt.decode alone would accept it
+    assert tokens.is_revoked(jti)
+    await tokens.prune()
+    assert tokens.is_revoked(jti)  # pruning keeps it too
+    now[0] = exp + tokens.leeway + 1
+    assert not tokens.is_revoked(jti)
+    await tokens.prune()
+    assert jti not in tokens._revoked
+    tokens.remember("late", exp)  # another instance's revocation of a token that no longer verifies
+    assert not tokens.is_revoked("late") and pub.published == [(jti, exp)]

@@ -96,22 +96,27 @@ class Tokens:
         return claims
 
     def is_revoked(self, jti: str) -> bool:
+        """True while the token ``jti`` is revoked and would otherwise still verify (``exp`` + leeway)."""
         exp = self._revoked.get(jti)
-        return exp is not None and exp > self._clock()
+        return exp is not None and exp + self.leeway > self._clock()
+
+    def _accepted(self, exp: float) -> bool:
+        # A token verifies until exp + leeway: until then its revocation must be kept.
+        return exp + self.leeway > self._clock()
 
     def remember(self, jti: str, exp: float) -> None:
         """Note a revocation made elsewhere (another SSO instance, via the bus)."""
-        if exp > self._clock():
+        if self._accepted(exp):
             self._revoked[jti] = max(exp, self._revoked.get(jti, 0.0))
 
     async def load_revocations(self) -> None:
         """Remember the revocations stored before a restart."""
-        self._revoked.update(dict(await self._store.revocations(self._clock())))
+        self._revoked.update(dict(await self._store.revocations(self._clock() - self.leeway)))
 
     async def revoke_access(self, jti: str, exp: float) -> None:
         """Revoke one access token: stored, remembered, published to every gateway."""
-        if exp <= self._clock():
-            return  # expired already: gateways reject it anyway
+        if not self._accepted(exp):
+            return  # past exp + leeway: rejected everywhere anyway
         self._revoked[jti] = exp
         await self._store.add_revocation(jti, exp)
         await self._publisher.revoked(jti, exp)
@@ -172,7 +177,7 @@ class Tokens:
         issued = await self._store.revoke_family(family, now, AuditEntry(actor, action, family, now, details or {}))
         count = 0
         for jti, exp in issued:
-            if exp > self._clock() and not self.is_revoked(jti):
+            if self._accepted(exp) and not self.is_revoked(jti):
                 await self.revoke_access(jti, exp)
                 count += 1
         return count
@@ -187,5 +192,5 @@ class Tokens:
     async def prune(self) -> int:
         """Forget expired refresh tokens and revocations of expired tokens."""
         now = self._clock()
-        self._revoked = {j: e for j, e in self._revoked.items() if e > now}
-        return await self._store.prune(datetime.fromtimestamp(now, UTC), now)
+        self._revoked = {j: e for j, e in self._revoked.items() if e + self.leeway > now}
+        return await self._store.prune(datetime.fromtimestamp(now, UTC), now - self.leeway)
