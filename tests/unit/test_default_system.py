@@ -71,3 +71,13 @@ def test_only_the_products_of_the_catalog_are_exposed(path):
     table = compile_table(load_routes(default_routes_path()), Pools(PoolSettings(), lambda name: []), "<test>")
     entry, _ = table.router.match("GET", "127.0.0.1", path)
     assert entry is None
+
+
+def test_docs_list_every_default_route_and_no_other():
+    import re
+    from pathlib import Path
+
+    docs = Path(__file__).parents[2] / "docs" / "gateway.md"
+    section = docs.read_text().split("## Default routes", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z0-9-]+)` \|", section, re.MULTILINE))
+    assert documented == {r.name for r in load_routes(default_routes_path()).routes}
