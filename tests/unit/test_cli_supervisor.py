@@ -41,6 +41,15 @@ def test_child_env_layers_file_then_ours_then_platform():
     assert env["CATALOG_LOG_LEVEL"] == "debug"  # the user's environment beats the file
 
 
+def test_services_skip_nats_websocket_support_unless_nats_is_reached_over_websocket():
+    def setting(url: str, shell: dict[str, str]) -> str:
+        return child_env({}, nats_url=url, data_dir="/d", instance_id="c-1", environ=shell)["MESHKIT_NATS_WEBSOCKET"]
+
+    assert setting("nats://127.0.0.1:4222", {}) == "0"
+    assert setting("wss://nats.example:443", {}) == "1"
+    assert setting("nats://127.0.0.1:4222", {"MESHKIT_NATS_WEBSOCKET": "1"}) == "1"  # the user's choice wins
+
+
 def test_fixed_port_comes_from_the_environment_first():
     svc = ServiceDef(name="gateway", module="m.main", port=8080)
     assert fixed_port(svc, {}) == (8080, "GATEWAY_PORT (or `port:` of gateway in the system file)")

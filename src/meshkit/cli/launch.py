@@ -20,6 +20,8 @@ def child_env(service_env: dict[str, str], *, nats_url: str, data_dir: Path, ins
     then ours (so ``CATALOG_LOG_LEVEL=debug meshkit up`` works), then the platform's."""
     env = dict(service_env)
     env.update(os.environ if environ is None else environ)
+    # Plain TCP to NATS: the services skip nats-py's WebSocket import (meshkit.basis.natsimport).
+    env.setdefault("MESHKIT_NATS_WEBSOCKET", "1" if nats_url.lower().startswith(("ws://", "wss://")) else "0")
     env.update(
         MESHKIT_NATS_URL=nats_url,
         MESHKIT_DATA_DIR=str(data_dir),
