@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import ClassVar
 
 import pytest
 
+from helpers.waiting import until
 from meshkit.basis.bus import Bus, Envelope, Event, StreamSpec
 from meshkit.basis.natsd import EmbeddedNats, free_port
 
@@ -15,14 +15,6 @@ from meshkit.basis.natsd import EmbeddedNats, free_port
 class Noted(Event):
     type_name: ClassVar[str] = "followtest.thing.noted"
     n: int
-
-
-async def wait_until(cond, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -57,7 +49,7 @@ async def test_each_follower_gets_every_event_stored_ones_first_then_live(nats_s
         assert a == [0, 1, 2] and b == [0, 1, 2]  # replayed in order before wait_replayed returned
         for n in range(3, 6):
             await bus.publish(Noted(n=n), subject=subject)
-        await wait_until(lambda: len(a) == 6 and len(b) == 6)
+        await until(lambda: len(a) == 6 and len(b) == 6, 10.0)
         assert a == b == [0, 1, 2, 3, 4, 5]
         assert subject in bus.follows and fa in bus.followers  # listed for AsyncAPI; stopped by bus.stop()
     finally:
@@ -79,7 +71,7 @@ async def test_nothing_stored_is_replayed_at_once_and_new_starts_at_the_end(subj
     late = await bus.follow(subject, on, start="new")
     assert late.replayed.is_set()
     await bus.publish(Noted(n=2), subject=subject)
-    await wait_until(lambda: got == [2])
+    await until(lambda: got == [2], 10.0)
 
 
 async def test_unreadable_messages_and_failing_handlers_are_logged_and_skipped(subject_and_bus, caplog):
@@ -96,7 +88,7 @@ async def test_unreadable_messages_and_failing_handlers_are_logged_and_skipped(s
     await bus.js.publish(subject, b'{"type": "followtest.thing.noted"}')  # no id, no source
     await bus.publish(Noted(n=13), subject=subject)
     await bus.publish(Noted(n=14), subject=subject)
-    await wait_until(lambda: got == [14])
+    await until(lambda: got == [14], 10.0)
     assert follower.skipped == 3 and follower.handled == 1
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "skipping unreadable message" in messages and "ValueError: unlucky" in messages
@@ -127,9 +119,9 @@ async def test_a_follower_carries_on_after_the_server_restarts(tmp_path):
         assert await follower.wait_replayed(5.0) and got == [1]
         await server.stop()  # the ephemeral consumer is gone with it
         server = await EmbeddedNats(port=port, data_dir=tmp_path / "nats").start()  # same port and store
-        await wait_until(lambda: bus.connected, 10.0)
+        await until(lambda: bus.connected, 10.0)
         await bus.publish(Noted(n=2), subject="followtest.thing.r")
-        await wait_until(lambda: got[-1:] == [2], 10.0)  # missed heartbeats: recreated from the last sequence
+        await until(lambda: got[-1:] == [2], 10.0)  # missed heartbeats: recreated from the last sequence
         assert got == [1, 2]
     finally:
         await bus.close()

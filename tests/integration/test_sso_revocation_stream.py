@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from helpers.sso import Revocations, bearer, jti_of, settings_for, signup_login
+from helpers.waiting import until
 from meshkit.basis.bus import Envelope
 from meshkit.basis.errors import Unavailable
 from meshkit.basis.natsd import EmbeddedNats, free_port
@@ -19,13 +20,6 @@ from meshkit.sso.adapters import BusPublisher
 from meshkit.sso.main import build
 from meshkit.sso.settings import SsoSettings
 from meshkit.sso_sdk.events import DEFAULT_RETENTION, STREAM, TOKEN_REVOKED
-
-
-async def wait_until(cond, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -52,7 +46,7 @@ async def test_a_revocation_published_twice_is_stored_once(publisher):
     env = Envelope.from_json(last.data)
     assert env.id == jti and env.type == TOKEN_REVOKED and env.source == "sso"
     assert env.data.jti == jti and env.data.exp == exp
-    await wait_until(lambda: jti in seen)
+    await until(lambda: jti in seen, 5.0)
     await asyncio.sleep(0.1)
     assert seen.count(jti) == 1
 
@@ -87,7 +81,7 @@ async def test_bad_events_on_the_subject_are_skipped_not_fatal(publisher, caplog
                                          subject=TOKEN_REVOKED)
     good = uuid.uuid4().hex
     await publisher.revoked(good, time.time() + 60)
-    await wait_until(lambda: good in seen)
+    await until(lambda: good in seen, 5.0)
     assert publisher.follower.skipped >= 3
     assert "skipping" in caplog.text
 
@@ -96,7 +90,7 @@ async def test_stored_revocations_missing_from_the_stream_are_republished(publis
     await publisher.follow(lambda jti, exp: None)
     on_bus, lost, expired = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
     await publisher.revoked(on_bus, time.time() + 60)
-    await wait_until(lambda: publisher.follower.last_seq > 0)
+    await until(lambda: publisher.follower.last_seq > 0, 5.0)
     # The replay is over: what the table holds and the stream did not is published, the rest is not.
     before = await stored(publisher)
     assert await publisher.republish_missing([(lost, time.time() + 60), (expired, time.time() - 1)]) == 1
@@ -130,7 +124,7 @@ async def test_a_publish_while_nats_is_away_is_retried_not_failed(tmp_path):
         await pub.revoked(jti, time.time() + 60)  # a logout does not fail for want of NATS
         assert time.monotonic() - t0 < 2.0 and jti in pub._unsent
         server = await EmbeddedNats(port=port, data_dir=tmp_path / "nats").start()
-        await wait_until(lambda: not pub._unsent, 10.0)
+        await until(lambda: not pub._unsent, 10.0)
         Revocations.url = server.url
         async with Revocations() as bus:
             assert await bus.wait_for(jti)
