@@ -7,9 +7,15 @@ bytes with what the code generates now.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+
+def sdk_file(package: str, name: str) -> Path:
+    """Where the document ``name`` of SDK package ``package`` (e.g. ``meshkit.sso_sdk``) is committed."""
+    return Path(importlib.import_module(package).__file__ or "").with_name(name)
 
 
 def cli(argv: list[str] | None, render: Callable[[], bytes], path: Path) -> int:
@@ -24,4 +30,4 @@ def cli(argv: list[str] | None, render: Callable[[], bytes], path: Path) -> int:
     return 0
 
 
-__all__ = ["cli"]
+__all__ = ["cli", "sdk_file"]

@@ -36,9 +36,7 @@ def render() -> bytes:
 
 def sdk_path() -> Path:
     """``sso_sdk/asyncapi.json``."""
-    import meshkit.sso_sdk as sdk
-
-    return Path(sdk.__file__).with_name("asyncapi.json")
+    return sdkdoc.sdk_file("meshkit.sso_sdk", "asyncapi.json")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,9 +15,7 @@ from meshkit.basis import sdkdoc
 
 def sdk_file(name: str) -> Path:
     """Where the committed document ``name`` lives: ``catalog_sdk/<name>``."""
-    import meshkit.services.catalog_sdk as sdk
-
-    return Path(sdk.__file__).with_name(name)
+    return sdkdoc.sdk_file("meshkit.services.catalog_sdk", name)
 
 
 def cli(argv: list[str] | None, render: Callable[[], bytes], name: str) -> int:

@@ -33,9 +33,7 @@ def render() -> bytes:
 
 def sdk_path() -> Path:
     """``storefront_sdk/asyncapi.json``."""
-    import meshkit.services.storefront_sdk as sdk
-
-    return Path(sdk.__file__).with_name("asyncapi.json")
+    return sdkdoc.sdk_file("meshkit.services.storefront_sdk", "asyncapi.json")
 
 
 def main(argv: list[str] | None = None) -> int:
