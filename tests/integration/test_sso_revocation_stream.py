@@ -17,6 +17,7 @@ from meshkit.basis.errors import Unavailable
 from meshkit.basis.natsd import EmbeddedNats, free_port
 from meshkit.basis.testing import running
 from meshkit.sso.adapters import BusPublisher
+from meshkit.sso.app.tokens import LEEWAY
 from meshkit.sso.main import build
 from meshkit.sso.settings import SsoSettings
 from meshkit.sso_sdk.events import DEFAULT_RETENTION, STREAM, TOKEN_REVOKED
@@ -93,7 +94,7 @@ async def test_stored_revocations_missing_from_the_stream_are_republished(publis
     await until(lambda: publisher.follower.last_seq > 0, 5.0)
     # The replay is over: what the table holds and the stream did not is published, the rest is not.
     before = await stored(publisher)
-    assert await publisher.republish_missing([(lost, time.time() + 60), (expired, time.time() - 1)]) == 1
+    assert await publisher.republish_missing([(lost, time.time() + 60), (expired, time.time() - LEEWAY - 1)]) == 1
     assert await stored(publisher) == before + 1
     Revocations.url = nats_server
     async with Revocations() as bus:  # a later follower sees it

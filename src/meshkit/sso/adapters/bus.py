@@ -28,6 +28,7 @@ from nats.js.errors import NotFoundError
 
 from meshkit.basis.bus import Bus, Envelope, Follower
 from meshkit.basis.errors import Unavailable
+from meshkit.sso.app.tokens import LEEWAY
 from meshkit.sso_sdk.events import EVENTS, STREAM, TOKEN_REVOKED, TokenRevoked, revocation_stream
 
 log = logging.getLogger("meshkit.sso")
@@ -41,12 +42,14 @@ class BusPublisher:
     """:class:`~meshkit.sso.app.ports.Publisher` on JetStream, and the follower of the same stream."""
 
     def __init__(self, url: str, *, source: str = "sso", retention: float, publish_timeout: float = 5.0,
-                 retry_interval: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+                 retry_interval: float = 1.0, grace: float = LEEWAY, clock: Callable[[], float] = time.time) -> None:
         self.stream = revocation_stream(retention)
         self.bus = Bus(url, source=source, streams=[self.stream], publish_timeout=publish_timeout)
         self.bus.publishes(*PUBLISHES)
         self.bus.declare_follow(FOLLOWS)
         self.retry_interval = retry_interval
+        #: A revocation matters until its token's exp plus this (tokens verify that long past exp).
+        self.grace = grace
         self._clock = clock
         self.follower: Follower | None = None
         # jti of every revocation read from the stream, until republish_missing() compared them with the table
@@ -107,8 +110,8 @@ class BusPublisher:
         while self._unsent:
             await asyncio.sleep(delay)
             for jti, exp in list(self._unsent.items()):
-                if exp <= self._clock():
-                    self._unsent.pop(jti, None)  # the token expired meanwhile: nobody needs it any more
+                if exp + self.grace <= self._clock():
+                    self._unsent.pop(jti, None)  # the token no longer verifies anywhere: nobody needs it
                     continue
                 try:
                     await self.bus.publish(TokenRevoked(jti=jti, exp=exp), id=jti)
@@ -124,7 +127,7 @@ class BusPublisher:
         """Publish the stored revocations the stream does not hold (call after the replay); returns how many."""
         now, seen = self._clock(), self._seen or set()
         self._seen = None  # from now on the stream only brings what we and the other instances publish
-        missing = [(jti, exp) for jti, exp in stored if exp > now and jti not in seen]
+        missing = [(jti, exp) for jti, exp in stored if exp + self.grace > now and jti not in seen]
         for jti, exp in missing:
             await self.revoked(jti, exp)
         if missing:

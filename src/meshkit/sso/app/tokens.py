@@ -39,11 +39,15 @@ def invalid_grant(message: str = "the refresh token is invalid, expired or revok
     return Unauthorized(message, reason="invalid_grant")
 
 
+#: Seconds a token still verifies past its ``exp`` (clock skew); a revocation lasts that long too.
+LEEWAY = 30.0
+
+
 class Tokens:
     """Mints and checks tokens; revokes sessions and publishes revocations."""
 
     def __init__(self, keys: KeyRing, store: TokenStore, publisher: Publisher, *, issuer: str, audience: str,
-                 access_ttl: float = 900.0, refresh_ttl: float = 30 * 86400.0, leeway: float = 30.0,
+                 access_ttl: float = 900.0, refresh_ttl: float = 30 * 86400.0, leeway: float = LEEWAY,
                  clock: Callable[[], float] = time.time) -> None:
         self.keys = keys
         self._store = store
