@@ -281,10 +281,12 @@ class Consumer:
             "raw": msg.data.decode("utf-8", "replace") if env is None else None,
         }
         key = env.id if env is not None else f"seq{msg.metadata.sequence.stream}"
+        # The stream sequence in the dedup id: a replayed dead letter is a new message, and
+        # when it fails again its new letter must be stored, not dropped as a duplicate.
         await self.js.publish(
             f"{DLQ_PREFIX}.{self.spec.durable}.{msg.subject}",
             orjson.dumps(letter),
-            headers={"Nats-Msg-Id": f"dlq-{self.spec.durable}-{key}"},
+            headers={"Nats-Msg-Id": f"dlq-{self.spec.durable}-{key}-{msg.metadata.sequence.stream}"},
         )
         # Only once the dead letter is stored: a crash before this redelivers instead.
         await msg.term()
