@@ -6,9 +6,11 @@ slower than ``ack_wait`` or hung, and dead letters that fail again after a repla
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import ClassVar
 
+import orjson
 import pytest
 
 from helpers.waiting import until
@@ -35,6 +37,65 @@ async def bus(nats_server):
 
 def tag() -> str:
     return os.urandom(3).hex()
+
+
+async def test_poison_messages_are_dead_lettered_and_the_consumer_keeps_going(bus, nats_server):
+    # Before: a "time" that is not a string raised AttributeError out of the decoder, which
+    # ended the consumer's loop: nothing after it was ever handled, by this instance.
+    t = tag()
+    subject = f"faulttest.poison.{t}"
+    got: list[int] = []
+    consumer = Bus(nats_server, source="faulttest")
+
+    @consumer.handler(subject, durable=f"poison-{t}")
+    async def handle(event: Envelope):
+        got.append(event.data.n)
+
+    await consumer.start()
+    try:
+        base = {"specversion": "1.0", "source": "s", "type": "faulttest.thing.poked", "data": {"n": 0}}
+        for body in (
+            b"\xff\xfe not even utf-8",
+            orjson.dumps({**base, "id": f"{t}-1", "time": 1733369000}),
+            orjson.dumps({**base, "id": {"oops": 1}}),
+            orjson.dumps({**base, "id": f"{t}-3", "data": "not the model"}),
+            orjson.dumps({"type": "faulttest.thing.poked"}),
+        ):
+            await bus.js.publish(subject, body)
+        await bus.publish(Poked(n=42), subject=subject)
+        await until(lambda: got == [42], 10.0)
+        letters = await list_dead_letters(bus.js, consumer=f"poison-{t}")
+        assert len(letters) == 5 and all(letter.deliveries == 1 for letter in letters)
+        assert all("not a valid event envelope" in x.error or "not JSON" in x.error for x in letters)
+    finally:
+        await consumer.close()
+
+
+async def test_a_handler_raising_a_base_exception_is_retried_then_dead_lettered(bus, nats_server):
+    # Before: only Exception was caught; the BaseException ended the consumer's loop.
+    t = tag()
+    subject = f"faulttest.base.{t}"
+    got: list[int] = []
+    consumer = Bus(nats_server, source="faulttest")
+
+    @consumer.handler(subject, durable=f"base-{t}", retry=RetryPolicy(max_deliveries=2, initial=0.05, jitter=0))
+    async def handle(event: Envelope):
+        if event.data.n == 1:
+            raise Bail("not an Exception")
+        if event.data.n == 2:
+            raise asyncio.CancelledError()  # its own, not the consumer stopping
+        got.append(event.data.n)
+
+    await consumer.start()
+    try:
+        for n in (1, 2, 3):
+            await bus.publish(Poked(n=n), subject=subject)
+        await until(lambda: got == [3] and consumer.consumers[0].dead == 2, 10.0)
+        letters = await list_dead_letters(bus.js, consumer=f"base-{t}")
+        assert sorted(x.error.split(":")[0] for x in letters) == ["Bail", "CancelledError"]
+        assert all(x.deliveries == 2 for x in letters)
+    finally:
+        await consumer.close()
 
 
 async def test_a_replayed_dead_letter_that_fails_again_is_dead_lettered_again(bus, nats_server):

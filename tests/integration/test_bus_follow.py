@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import ClassVar
 
@@ -92,6 +93,29 @@ async def test_unreadable_messages_and_failing_handlers_are_logged_and_skipped(s
     assert follower.skipped == 3 and follower.handled == 1
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "skipping unreadable message" in messages and "ValueError: unlucky" in messages
+
+
+class Bail(BaseException):
+    """A handler's own BaseException (not an Exception)."""
+
+
+async def test_a_handler_raising_a_base_exception_or_cancelled_error_is_skipped_and_the_feed_goes_on(subject_and_bus):
+    # Before: nats-py's delivery task ended on anything but an Exception, and the follower heard nothing more.
+    subject, bus = subject_and_bus
+    got: list[int] = []
+
+    async def on(env: Envelope) -> None:
+        if env.data.n == 1:
+            raise Bail("not an Exception")
+        if env.data.n == 2:
+            raise asyncio.CancelledError()  # e.g. something it awaited was cancelled: not the follower stopping
+        got.append(env.data.n)
+
+    follower = await bus.follow(subject, on)
+    for n in (1, 2, 3):
+        await bus.publish(Noted(n=n), subject=subject)
+    await until(lambda: got == [3], 10.0)
+    assert follower.skipped == 2 and follower.handled == 1
 
 
 async def test_a_follower_start_value_is_checked(subject_and_bus):

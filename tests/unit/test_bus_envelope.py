@@ -56,6 +56,23 @@ def test_unknown_types_stay_dicts_and_bad_bodies_are_bad_requests():
         assert info.value.reason == "bad_envelope"
 
 
+def test_attributes_of_the_wrong_type_and_untyped_data_of_a_declared_type_are_bad_envelopes():
+    # Each of these reached a handler (or broke the consumer with an AttributeError) before.
+    base = {"type": "x.y", "source": "s", "id": "1"}
+    for body in (
+        {**base, "time": 123},                                   # not a string: AttributeError on .replace
+        {**base, "id": {"n": 1}},                                # an id that is no id
+        {**base, "id": ""},
+        {**base, "source": 7},
+        {**base, "traceparent": ["00-x"]},
+        {**base, "type": "unitbus.item.priced", "data": "a string"},   # a declared type without its model
+        {**base, "type": "unitbus.item.priced"},                       # ... or without data at all
+    ):
+        with pytest.raises(BadRequest) as info:
+            Envelope.from_json(orjson.dumps(body))
+        assert info.value.reason == "bad_envelope", body
+
+
 def test_envelope_carries_a_child_of_the_current_trace():
     ctx = context.RequestContext()
     token = context.bind(ctx)

@@ -8,6 +8,9 @@ acknowledged with a growing delay; the delivery that reaches
 delivery count) to the ``DLQ`` stream and terminates the message. The handler
 runs with a :class:`~meshkit.basis.context.RequestContext` bound that continues
 the publisher's trace (``traceparent``) and has the event id as request id.
+A handler's ``BaseException`` that is not a stop of the process (not
+``KeyboardInterrupt``/``SystemExit``, not the consumer's own cancellation) is
+a failure like any other exception.
 
 A handler may also take whole batches: when it has a ``batch`` attribute (an
 async ``batch(events) -> outcomes``, one outcome per event, an exception
@@ -95,6 +98,21 @@ def start_policy(start: Start) -> tuple[DeliverPolicy, datetime | None]:
     if start not in policies:
         raise ValueError(f"start must be 'all', 'new', 'last' or a datetime, not {start!r}")
     return policies[start], None
+
+
+def is_failure(exc: BaseException) -> bool:
+    """Whether a handler's exception is a failure of its event (retried), not a stop of the process.
+
+    ``KeyboardInterrupt``, ``SystemExit`` and the cancellation of the running task
+    (the consumer stopping) propagate; anything else — a ``BaseException`` subclass
+    of the handler's own, a ``CancelledError`` it caught from something else — fails the event.
+    """
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return False
+    if isinstance(exc, asyncio.CancelledError):
+        task = asyncio.current_task()
+        return not (task is not None and task.cancelling())
+    return True
 
 
 @contextlib.contextmanager
@@ -195,7 +213,9 @@ class Consumer:
         with event_context(env):
             try:
                 outcome = await self.spec.fn(env)
-            except Exception as exc:
+            except BaseException as exc:
+                if not is_failure(exc):
+                    raise
                 outcome = exc
         await self._settle_quietly(msg, env, outcome)
 
@@ -212,7 +232,9 @@ class Consumer:
         outcomes: BatchOutcomes
         try:
             outcomes = await batch(envs)
-        except Exception as exc:
+        except BaseException as exc:
+            if not is_failure(exc):
+                raise
             outcomes = [exc] * len(envs)
         if len(outcomes) != len(envs):
             error = RuntimeError(f"batch handler answered {len(outcomes)} outcomes for {len(envs)} events")
@@ -316,5 +338,6 @@ __all__ = [
     "consumer_config",
     "ensure_consumer",
     "event_context",
+    "is_failure",
     "start_policy",
 ]

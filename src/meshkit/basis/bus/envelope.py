@@ -33,6 +33,9 @@ CONTENT_TYPE = "application/json"
 
 #: Every declared event class by type name (filled as the classes are defined).
 _TYPES: dict[str, type[Event]] = {}
+#: Attributes a received envelope must have as non-empty strings, and those that may be absent.
+_REQUIRED = ("id", "source", "type")
+_OPTIONAL = ("time", "subject", "traceparent", "datacontenttype", "specversion")
 
 
 class Event(BaseModel):
@@ -131,10 +134,16 @@ class Envelope:
     def from_dict(cls, raw: dict[str, Any]) -> Envelope:
         """Rebuild from attributes; ``data`` becomes the declared event class when the type is known."""
         try:
+            for name in _REQUIRED:
+                if not isinstance(raw.get(name), str) or not raw[name]:
+                    raise ValueError(f"attribute {name!r} must be a non-empty string, not {raw.get(name)!r:.60}")
+            for name in _OPTIONAL:
+                if raw.get(name) is not None and not isinstance(raw[name], str):
+                    raise ValueError(f"attribute {name!r} must be a string, not {raw[name]!r:.60}")
             type_name = raw["type"]
             data = raw.get("data")
             model = _TYPES.get(type_name)
-            if model is not None and isinstance(data, dict):
+            if model is not None:  # a declared type: its handlers get the model, or nothing
                 data = model.model_validate(data)
             return cls(
                 type=type_name,
@@ -144,8 +153,8 @@ class Envelope:
                 time=datetime.fromisoformat(raw["time"].replace("Z", "+00:00")) if raw.get("time") else datetime.now(UTC),
                 subject=raw.get("subject"),
                 traceparent=raw.get("traceparent"),
-                datacontenttype=raw.get("datacontenttype", CONTENT_TYPE),
-                specversion=raw.get("specversion", SPECVERSION),
+                datacontenttype=raw.get("datacontenttype") or CONTENT_TYPE,
+                specversion=raw.get("specversion") or SPECVERSION,
             )
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             raise BadRequest(

@@ -15,8 +15,9 @@ itself from the last sequence it handled after a gap or when the server lost it
     ...
     await follower.stop()
 
-A message that is not an event envelope, and a handler that raises, are logged
-and skipped: a follower cannot retry (nothing is acknowledged), and one bad
+A message that is not an event envelope, and a handler that raises (any
+exception but a stop of the process, see :func:`~meshkit.basis.bus.consumer.is_failure`),
+are logged and skipped: a follower cannot retry (nothing is acknowledged), and one bad
 message must not stop the feed. Handlers are therefore idempotent and quick
 (an event can come twice after a recreation).
 """
@@ -33,7 +34,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
-from meshkit.basis.bus.consumer import event_context
+from meshkit.basis.bus.consumer import event_context, is_failure
 from meshkit.basis.bus.envelope import Envelope
 from meshkit.basis.bus.streams import stream_for
 from meshkit.basis.errors import MeshkitError
@@ -112,7 +113,9 @@ class Follower:
                 try:
                     await self.fn(env)
                     self.handled += 1
-                except Exception as exc:
+                except BaseException as exc:  # not only Exception: nats-py's feed ends on any other
+                    if not is_failure(exc):
+                        raise
                     self.skipped += 1
                     logger.warning("follower %s: skipping event %s (%s, message %d): %s: %s", self.name, env.id,
                                    env.type, seq, type(exc).__name__, exc)
