@@ -98,6 +98,62 @@ async def test_a_handler_raising_a_base_exception_is_retried_then_dead_lettered(
         await consumer.close()
 
 
+async def test_a_hung_handler_times_out_fails_its_deliveries_and_frees_the_consumer(bus, nats_server):
+    # Before: the consumer waited for it forever (and the server redelivered it to the
+    # other instances after ack_wait, where it hung too); the event was never dead-lettered.
+    t = tag()
+    subject = f"faulttest.hang.{t}"
+    got: list[int] = []
+    consumer = Bus(nats_server, source="faulttest")
+
+    @consumer.handler(subject, durable=f"hang-{t}", ack_wait=1.0,
+                      retry=RetryPolicy(max_deliveries=2, initial=0.05, jitter=0))
+    async def handle(event: Envelope):
+        if event.data.n == 1:
+            await asyncio.Event().wait()  # never returns
+        got.append(event.data.n)
+
+    await consumer.start()
+    try:
+        await bus.publish(Poked(n=1), subject=subject)
+        await bus.publish(Poked(n=2), subject=subject)
+        await until(lambda: consumer.consumers[0].dead == 1 and got == [2], 15.0)
+        [letter] = await list_dead_letters(bus.js, consumer=f"hang-{t}")
+        assert letter.deliveries == 2 and "TimeoutError" in letter.error and "1s" in letter.error
+    finally:
+        await consumer.close()
+
+
+async def test_events_waiting_behind_a_slow_handler_are_not_redelivered_to_another_instance(bus, nats_server):
+    # Each event takes 0.4 s, a fetched batch of them longer than ack_wait (1.5 s). Before,
+    # the server took the ones still waiting in the first instance's hands for lost and
+    # handed them to the second one too: handled twice, at the same time.
+    t = tag()
+    subject = f"faulttest.slow.{t}"
+    calls: list[int] = []
+    instances = []
+    for _ in range(2):
+        inst = Bus(nats_server, source="faulttest")
+
+        async def handle(event: Envelope) -> None:
+            calls.append(event.data.n)
+            await asyncio.sleep(0.4)
+
+        inst.subscribe(subject, handle, durable=f"slow-{t}", ack_wait=1.5, batch=10)
+        instances.append(inst)
+    try:
+        for n in range(12):
+            await bus.publish(Poked(n=n), subject=subject)
+        for inst in instances:
+            await inst.start()
+        await until(lambda: len(set(calls)) == 12, 20.0)
+        await asyncio.sleep(2.0)  # longer than ack_wait: a redelivery would have come by now
+        assert sorted(calls) == list(range(12))
+    finally:
+        for inst in instances:
+            await inst.close()
+
+
 async def test_a_replayed_dead_letter_that_fails_again_is_dead_lettered_again(bus, nats_server):
     # Before: the second letter had the first one's Nats-Msg-Id, JetStream dropped it as a
     # duplicate (within its 2-minute window) and the message was terminated: the event was gone.

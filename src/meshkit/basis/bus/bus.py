@@ -103,17 +103,20 @@ class Bus:
         start: Start = "all",
         ack_wait: float = 30.0,
         batch: int = 64,
+        timeout: float | None = None,
     ) -> Callable[[Handler], Handler]:
         """Decorator: run the function for every event on ``pattern`` (NATS wildcards).
 
         All instances with the same ``durable`` (default ``<source>-<function name>``)
         share one consumer, so each event reaches one of them. ``start`` says where a
-        new consumer begins: ``"all"`` (default), ``"new"`` or a datetime.
+        new consumer begins: ``"all"`` (default), ``"new"`` or a datetime. ``timeout``:
+        seconds the handler may take per event (default ``ack_wait``), then it is
+        cancelled and the delivery fails; meanwhile the event is not redelivered.
         """
 
         def register(fn: Handler) -> Handler:
             self.subscribe(pattern, fn, durable=durable, retry=retry, concurrency=concurrency,
-                           start=start, ack_wait=ack_wait, batch=batch)
+                           start=start, ack_wait=ack_wait, batch=batch, timeout=timeout)
             return fn
 
         return register
@@ -129,6 +132,7 @@ class Bus:
         start: Start = "all",
         ack_wait: float = 30.0,
         batch: int = 64,
+        timeout: float | None = None,
     ) -> HandlerSpec:
         """The non-decorator form of :meth:`handler`; returns the consumer's spec."""
         stream = stream_for(pattern)
@@ -138,7 +142,7 @@ class Bus:
             raise ConfigError(f"two handlers share the durable name {name!r}: give one another durable=")
         start_policy(start)  # fail now on a bad value
         spec = HandlerSpec(pattern=pattern, durable=name, fn=fn, stream=stream.name, retry=retry or RetryPolicy(),
-                           concurrency=concurrency, start=start, ack_wait=ack_wait, batch=batch)
+                           concurrency=concurrency, start=start, ack_wait=ack_wait, batch=batch, timeout=timeout)
         self.specs.append(spec)
         if self.consumers:  # already running: start this one too
             task = asyncio.get_running_loop().create_task(self._start_one(spec))

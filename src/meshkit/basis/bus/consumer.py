@@ -8,7 +8,16 @@ acknowledged with a growing delay; the delivery that reaches
 delivery count) to the ``DLQ`` stream and terminates the message. The handler
 runs with a :class:`~meshkit.basis.context.RequestContext` bound that continues
 the publisher's trace (``traceparent``) and has the event id as request id.
-A handler's ``BaseException`` that is not a stop of the process (not
+
+Slow handlers. While a message is in hand — being handled, or fetched and
+waiting for the ones before it — the consumer tells JetStream every
+``ack_wait / 3`` that it is still working on it (``+WPI``), so the server does
+not hand it to another instance meanwhile (which would run the handler twice
+at once). ``ack_wait`` is then only how long a crashed instance holds its
+messages. A handler gets ``timeout`` seconds (default: ``ack_wait``); one
+that takes longer is cancelled and the delivery counts as failed (retried,
+then dead-lettered), so a hung handler cannot hold its consumer forever. A
+handler's ``BaseException`` that is not a stop of the process (not
 ``KeyboardInterrupt``/``SystemExit``, not the consumer's own cancellation) is
 a failure like any other exception.
 
@@ -72,6 +81,13 @@ class HandlerSpec:
     #: Batch handlers only: after a short batch, wait this long before fetching again, so a
     #: steady stream is applied in batches of several events (one transaction each) rather than one.
     linger: float = 0.01
+    #: Seconds a handler may take per event (``None``: ``ack_wait``); then it is cancelled and the delivery fails.
+    timeout: float | None = None
+
+    @property
+    def time_limit(self) -> float:
+        """The handler's time per event (``timeout``, else ``ack_wait``)."""
+        return self.timeout if self.timeout is not None else self.ack_wait
 
 
 def consumer_config(spec: HandlerSpec) -> ConsumerConfig:
@@ -139,6 +155,8 @@ class Consumer:
         self.dead = 0
         self._sub: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._in_hand: dict[int, Msg] = {}  # fetched, not settled yet: kept alive with +WPI
         self._stopping = False
         self._fetching = False
         self._limit = asyncio.Semaphore(max(1, spec.concurrency))
@@ -149,6 +167,7 @@ class Consumer:
         self._sub = await self.js.pull_subscribe_bind(self.spec.durable, stream=self.spec.stream)
         self._stopping = False
         self._task = asyncio.create_task(self._loop(), name=f"meshkit-consumer-{self.spec.durable}")
+        self._keeper = asyncio.create_task(self._keep_alive(), name=f"meshkit-consumer-wpi-{self.spec.durable}")
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Finish the messages in hand (up to ``timeout``), then stop fetching."""
@@ -160,6 +179,12 @@ class Consumer:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(task, timeout)
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        self._in_hand.clear()
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
@@ -192,6 +217,7 @@ class Consumer:
             finally:
                 self._fetching = False
             pause = 0.1
+            self._in_hand.update((id(m), m) for m in msgs)
             if batch is not None and len(msgs) > 1:
                 await self.process_batch(msgs, batch)
             elif self.spec.concurrency <= 1:
@@ -199,6 +225,19 @@ class Consumer:
                     await self.process(msg)
             else:
                 await asyncio.gather(*(self._limited(m) for m in msgs))
+
+    async def _keep_alive(self) -> None:
+        """Every ``ack_wait / 3``: tell JetStream the messages in hand are still being worked on."""
+        interval = max(0.05, self.spec.ack_wait / 3)
+        while True:
+            await asyncio.sleep(interval)
+            for key, msg in list(self._in_hand.items()):
+                if key not in self._in_hand:  # settled meanwhile: a +WPI now would push back a nak's delay
+                    continue
+                try:
+                    await msg.in_progress()
+                except Exception:  # disconnected: the server redelivers after ack_wait, as after a crash
+                    break
 
     async def _limited(self, msg: Msg) -> None:
         async with self._limit:
@@ -212,7 +251,10 @@ class Consumer:
         outcome: Outcome | BaseException | None
         with event_context(env):
             try:
-                outcome = await self.spec.fn(env)
+                async with asyncio.timeout(self.spec.time_limit):
+                    outcome = await self.spec.fn(env)
+            except TimeoutError:
+                outcome = TimeoutError(f"handler took longer than {self.spec.time_limit:g}s (timeout)")
             except BaseException as exc:
                 if not is_failure(exc):
                     raise
@@ -230,8 +272,12 @@ class Consumer:
             return
         envs = [env for _, env in pairs]
         outcomes: BatchOutcomes
+        limit = self.spec.time_limit * len(envs)  # each event its handler's time
         try:
-            outcomes = await batch(envs)
+            async with asyncio.timeout(limit):
+                outcomes = await batch(envs)
+        except TimeoutError:
+            outcomes = [TimeoutError(f"batch of {len(envs)} took longer than {limit:g}s (timeout)")] * len(envs)
         except BaseException as exc:
             if not is_failure(exc):
                 raise
@@ -253,12 +299,15 @@ class Consumer:
             except Exception as dlq_exc:  # NATS trouble: the message comes again
                 logger.warning("consumer %s: could not dead-letter an unreadable message: %s",
                                self.spec.durable, dlq_exc)
+            finally:
+                self._in_hand.pop(id(msg), None)
             return None
         env.delivery = delivery
         env.stream_seq = msg.metadata.sequence.stream
         return env
 
     async def _settle_quietly(self, msg: Msg, env: Envelope, outcome: object) -> None:
+        self._in_hand.pop(id(msg), None)  # before the ack/nak: no +WPI after it
         try:
             await self._settle(msg, env, outcome, env.delivery)
         except Exception as exc:  # the ack itself failed (disconnect): the server redelivers
