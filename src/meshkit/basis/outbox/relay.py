@@ -24,6 +24,10 @@ between publishing and marking (at most the last ``mark_interval``'s events),
 or by another holder — is dropped as a duplicate by JetStream within the
 duplicate window, and by the consumers' inbox after it.
 
+An event too large for NATS (``max_payload``) is never sent: it and the later
+events of its aggregate stay in the outbox (in the backlog, logged every round),
+the other aggregates' events go on. :meth:`Outbox.add` refuses such events up front.
+
 NATS down: writes keep succeeding (they only touch the database); publishing
 fails, the relay backs off and retries, and ``backlog`` (gauge
 ``meshkit_outbox_backlog``) grows until NATS is back and it drains.
@@ -41,8 +45,9 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from meshkit.basis.bus.bus import Bus
+from meshkit.basis.errors import PayloadTooLarge
 from meshkit.basis.outbox.lease import Lease
-from meshkit.basis.outbox.outbox import Outbox
+from meshkit.basis.outbox.outbox import DEFAULT_MAX_BODY, HEADER_ROOM, Outbox
 from meshkit.basis.storage import transaction
 
 logger = logging.getLogger("meshkit.outbox")
@@ -226,23 +231,31 @@ class Relay:
         sent: list[int] = []
         error: Exception | None = None
         depth = 0
+        limit = self._max_body()
         while chains:
             wave = [chain[depth] for chain in chains.values()]
-            futures: list[asyncio.Future[Any]] = []
+            # One failure holds back the later events of its own aggregate only, never the others'.
+            futures: list[asyncio.Future[Any] | None] = []
             for r in wave:
+                if len(r.body) > limit:  # never publishable: its aggregate waits (loudly), the others go on
+                    futures.append(None)
+                    error = error or PayloadTooLarge(
+                        f"outbox event {r.event_id} (seq {r.seq}) is {len(r.body)} bytes, more than NATS takes "
+                        f"({limit}); the later events of aggregate {r.aggregate_id!r} wait behind it",
+                        reason="event_too_large")
+                    continue
                 try:
                     futures.append(await js.publish_async(r.subject, r.body, headers={"Nats-Msg-Id": r.event_id}))
-                except Exception as exc:  # connection closed: this one and the rest of the wave wait
+                except Exception as exc:  # connection closed...: this one waits for the next round
+                    futures.append(None)
                     error = error or exc
-                    break
             done: set[asyncio.Future[Any]] = set()
-            if futures:
-                done, pending = await asyncio.wait(futures, timeout=self.publish_timeout)
+            if any(futures):
+                done, pending = await asyncio.wait([f for f in futures if f], timeout=self.publish_timeout)
                 for f in pending:
                     f.cancel()
             failed: set[Any] = set()
-            for i, (key, r) in enumerate(zip(list(chains), wave, strict=True)):
-                f = futures[i] if i < len(futures) else None
+            for key, r, f in zip(list(chains), wave, futures, strict=True):
                 if f is None:
                     failed.add(key)
                 elif f in done and not f.cancelled() and f.exception() is None:
@@ -256,6 +269,12 @@ class Relay:
             depth += 1
             chains = {k: c for k, c in chains.items() if k not in failed and len(c) > depth}
         return sent, error
+
+    def _max_body(self) -> int:
+        # The server's max_payload counts the headers too (Nats-Msg-Id): leave them room. A body
+        # over it is refused by nats-py before sending, and its publish_async future never settles.
+        nc = self.bus.nc
+        return (nc.max_payload if nc is not None and nc.max_payload else DEFAULT_MAX_BODY + HEADER_ROOM) - HEADER_ROOM
 
     async def _count_backlog(self) -> None:
         now = time.monotonic()
