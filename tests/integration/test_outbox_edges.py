@@ -1,19 +1,21 @@
 """Outbox, relay and projections at their edges, on SQLite and PostgreSQL with a real NATS:
-events too large for NATS."""
+events too large for NATS, poison messages in a projection's stream, a rebuild racing a batch."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import ClassVar
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import Column, Integer, MetaData, String, Table, delete, insert, select
 
-from meshkit.basis.bus import Bus, Envelope, Event
+from meshkit.basis.bus import Bus, Envelope, Event, list_dead_letters
 from meshkit.basis.errors import PayloadTooLarge
 from meshkit.basis.outbox import Outbox, Relay, tables_for
 from meshkit.basis.outbox.testing import create_tables
+from meshkit.basis.projection import Projection
 from meshkit.basis.storage import session_factory, transaction
 from meshkit.basis.storage.testing import scratch_engine
 
@@ -89,3 +91,81 @@ async def test_the_outbox_refuses_an_event_nats_could_never_take(db):
     with pytest.raises(PayloadTooLarge):
         async with transaction(sessions) as s:
             await small.add(s, Noted(text="y" * 400))
+
+
+async def test_a_poison_message_in_a_projection_stream_is_dead_lettered_and_skipped(db, bus):
+    # Before: the projection could not decode it, dropped its consumer, came back to the same
+    # position and failed again, forever: nothing after the poison message was ever applied.
+    sessions = session_factory(db)
+    t = tag()
+    subject = f"edgetest.{t}.proj"
+    await bus.ensure_for(subject)
+    seen: list[str] = []
+
+    async def apply(env: Envelope, session) -> None:
+        seen.append(env.data.text)
+
+    await bus.publish(Noted(text="one"), subject=subject)
+    await bus.js.publish(subject, b"{not an envelope")
+    await bus.publish(Noted(text="two"), subject=subject)
+    await bus.js.publish(subject, b'{"id": "x", "source": "s", "type": "edgetest.note.added", "time": 5}')
+    projection = Projection(f"poison-{t}", subject, apply, sessions=sessions, bus=bus, prefix="edgetest", holder="h")
+    try:
+        for _ in range(5):
+            await projection.run_once(wait=0.5)
+        assert seen == ["one", "two"]
+        assert await projection.caught_up()  # the checkpoint is past the last (poison) message
+        letters = await list_dead_letters(bus.js, consumer=projection.durable)
+        assert len(letters) == 2 and all(x.event is None and x.raw["raw"] for x in letters)
+    finally:
+        await projection.stop()
+
+
+notes_md = MetaData()
+notes = Table("edgetest_notes", notes_md, Column("id", Integer, primary_key=True, autoincrement=True),
+              Column("text", String(50), nullable=False))
+
+
+async def test_a_rebuild_racing_a_batch_loses_no_events_on_postgresql(postgres_url, bus):
+    # Before: the batch read the checkpoint without a lock and overwrote it at its end. A rebuild
+    # committed meanwhile (read model emptied, checkpoint 0) was undone by the batch's write: the
+    # read model kept only that batch's rows, the checkpoint said everything before was applied.
+    t = tag()
+    subject = f"edgetest.{t}.rebuild"
+    await bus.ensure_for(subject)
+    gate, entered = asyncio.Event(), asyncio.Event()
+
+    async def apply(env: Envelope, session) -> None:
+        if env.data.text == "e4" and not gate.is_set():
+            entered.set()
+            await gate.wait()  # a batch in flight, its transaction open
+        await session.execute(insert(notes).values(text=env.data.text))
+
+    async def reset(session) -> None:
+        await session.execute(delete(notes))
+
+    async with scratch_engine(postgres_url) as engine:
+        await create_tables(engine, "edgetest", extra=notes_md)
+        sessions = session_factory(engine)
+        projection = Projection(f"race-{t}", subject, apply, sessions=sessions, bus=bus, prefix="edgetest",
+                                holder="h", reset=reset)
+        try:
+            for n in (1, 2, 3):
+                await bus.publish(Noted(text=f"e{n}"), subject=subject)
+            assert await projection.run_once(wait=1.0) == 3
+            await bus.publish(Noted(text="e4"), subject=subject)
+            batch = asyncio.create_task(projection.run_once(wait=2.0))
+            await asyncio.wait_for(entered.wait(), 5.0)
+            rebuild = asyncio.create_task(projection.rebuild())
+            await asyncio.sleep(0.5)  # the rebuild commits now (before), or waits for the batch (now)
+            gate.set()
+            await batch
+            await rebuild
+            for _ in range(4):
+                await projection.run_once(wait=0.3)
+            async with transaction(sessions, write=False) as s:
+                rows = sorted((await s.execute(select(notes.c.text))).scalars())
+            assert rows == ["e1", "e2", "e3", "e4"]
+            assert await projection.caught_up()
+        finally:
+            await projection.stop()

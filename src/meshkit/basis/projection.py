@@ -22,7 +22,12 @@ committed batch — never applying an event twice, never skipping one. The
 holder reads from ``checkpoint + 1`` (its JetStream consumer is recreated at
 that position whenever it takes the lease, after a failure, and after a
 rebuild done by any instance, which it notices as a checkpoint it did not write).
-An event that keeps failing is dead-lettered after ``max_failures`` and skipped.
+A batch locks the checkpoint row first, and so does a rebuild: on PostgreSQL a
+rebuild waits for the batch in flight (and then empties its rows too) or the
+batch waits for the rebuild (and then finds the checkpoint moved and applies
+nothing) — a rebuild never loses the events before it. An event that keeps
+failing is dead-lettered after ``max_failures`` and skipped; a message that is
+not an event envelope at all is dead-lettered and skipped at once.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from meshkit.basis.bus.bus import Bus
 from meshkit.basis.bus.envelope import Envelope
 from meshkit.basis.bus.streams import DLQ_PREFIX, stream_for
+from meshkit.basis.errors import MeshkitError
 from meshkit.basis.outbox.lease import Lease
 from meshkit.basis.outbox.sql import insert_ignore
 from meshkit.basis.outbox.tables import tables_for
@@ -161,11 +167,17 @@ class Projection:
             return 0
         envelopes = []
         for msg in msgs:
-            env = Envelope.from_json(msg.data)
+            try:
+                env = Envelope.from_json(msg.data)
+            except MeshkitError as exc:  # never readable: retrying it would stop the projection for good
+                await self._dead_letter(msg.subject, msg.metadata.sequence.stream, exc, None,
+                                        msg.data.decode("utf-8", "replace"))
+                continue
             env.stream_seq = msg.metadata.sequence.stream
             envelopes.append(env)
         try:
-            return await self._apply_batch(envelopes)
+            # The checkpoint covers the whole batch, unreadable messages at its end included.
+            return await self._apply_batch(envelopes, upto=msgs[-1].metadata.sequence.stream if msgs else 0)
         except _Stale:
             await self._drop_subscription()
             return 0
@@ -177,26 +189,31 @@ class Projection:
                 return 0
             raise
 
-    async def _apply_batch(self, envelopes: list[Envelope]) -> int:
+    async def _apply_batch(self, envelopes: list[Envelope], *, upto: int = 0) -> int:
         count = 0
+        end = self.position
         async with transaction(self.sessions) as session:
-            stored = await self._checkpoint(session)
-            if stored != self.position:
-                self.position = stored
-                raise _Stale()
+            await self._hold(session)
             for env in envelopes:
                 if env.stream_seq <= self.position:
                     continue
                 await self.apply(env, session)
                 count += 1
-                last = env.stream_seq
-            if count:
-                await self._save(session, last)
-        if count:
-            self.position = last
-            self.applied += count
+                end = env.stream_seq
+            end = max(end, upto)
+            if end > self.position:
+                await self._save(session, end)
+        self.position = end
+        self.applied += count
         self._failures = 0
         return count
+
+    async def _hold(self, session: Transaction) -> None:
+        """Lock the checkpoint row for this transaction; :class:`_Stale` if it is not where we left it."""
+        stored = await self._checkpoint(session, lock=True)
+        if stored != self.position:
+            self.position = stored
+            raise _Stale()
 
     async def _apply_one_by_one(self, envelopes: list[Envelope], first_error: Exception) -> None:
         # A batch keeps failing: find the event at fault, dead-letter it, keep the rest.
@@ -208,36 +225,48 @@ class Projection:
             except _Stale:
                 return
             except Exception as exc:
-                await self._dead_letter(env, exc)
-                async with transaction(self.sessions) as session:
-                    await self._save(session, env.stream_seq)
+                await self._dead_letter(env.type, env.stream_seq, exc, env, None)
+                try:
+                    async with transaction(self.sessions) as session:
+                        await self._hold(session)
+                        await self._save(session, env.stream_seq)
+                except _Stale:
+                    return
                 self.position = env.stream_seq
         self._failures = 0
         logger.error("projection %s: skipped a failing event after %d attempts (%s)", self.name,
                      self.max_failures, first_error)
 
-    async def _dead_letter(self, env: Envelope, exc: Exception) -> None:
-        letter = {"consumer": self.durable, "stream": self.stream, "subject": env.type, "stream_seq": env.stream_seq,
-                  "deliveries": self.max_failures, "error": f"{type(exc).__name__}: {exc}", "failed_at": time.time(),
-                  "event": env.attributes(), "raw": None}
-        await self.bus.js.publish(f"{DLQ_PREFIX}.{self.durable}.{env.type}", orjson.dumps(letter),
-                                  headers={"Nats-Msg-Id": f"dlq-{self.durable}-{env.id}"})
+    async def _dead_letter(self, subject: str, seq: int, exc: Exception, env: Envelope | None, raw: str | None) -> None:
+        letter = {"consumer": self.durable, "stream": self.stream, "subject": subject, "stream_seq": seq,
+                  "deliveries": self.max_failures if env is not None else 1,
+                  "error": f"{type(exc).__name__}: {exc}", "failed_at": time.time(),
+                  "event": env.attributes() if env is not None else None, "raw": raw}
+        # Keyed by stream sequence: a replayed letter is a new message, whose own letter must not be a duplicate.
+        await self.bus.js.publish(f"{DLQ_PREFIX}.{self.durable}.{subject}", orjson.dumps(letter),
+                                  headers={"Nats-Msg-Id": f"dlq-{self.durable}-seq{seq}"})
 
     # -- checkpoint and consumer -----------------------------------------------------------
 
-    async def _checkpoint(self, session: Transaction) -> int:
+    async def _checkpoint(self, session: Transaction, *, lock: bool = False) -> int:
         t = self.table
-        row = (await session.execute(select(t.c.position).where(t.c.name == self.name))).first()
+        query = select(t.c.position).where(t.c.name == self.name)
+        if not lock:
+            row = (await session.execute(query)).first()
+            return int(row[0]) if row else 0
+        # FOR UPDATE (PostgreSQL; SQLite's write transactions are one at a time anyway). A missing
+        # row is created first, so that there is one to lock (a concurrent creator's wins; we wait for it).
+        row = (await session.execute(query.with_for_update())).first()
+        if row is None:
+            await session.execute(insert_ignore(session, t, {"name": self.name, "position": 0,
+                                                             "updated_at": time.time()}))
+            row = (await session.execute(query.with_for_update())).first()
         return int(row[0]) if row else 0
 
     async def _save(self, session: Transaction, position: int) -> None:
+        """Write the checkpoint (its row is locked and exists: see :meth:`_checkpoint` with ``lock``)."""
         t = self.table
-        result = await session.execute(
-            update(t).where(t.c.name == self.name).values(position=position, updated_at=time.time())
-        )
-        if result.rowcount == 0:  # type: ignore[attr-defined]
-            await session.execute(insert_ignore(session, t, {"name": self.name, "position": position,
-                                                             "updated_at": time.time()}))
+        await session.execute(update(t).where(t.c.name == self.name).values(position=position, updated_at=time.time()))
 
     async def checkpoint(self) -> int:
         """The stored checkpoint (last stream sequence applied; 0 before the first)."""
@@ -268,6 +297,7 @@ class Projection:
         """Empty the read model (``reset``) and the checkpoint in one transaction: the holder replays
         the stream from its start. Callable from any instance."""
         async with transaction(self.sessions) as session:
+            await self._checkpoint(session, lock=True)  # first: waits for the batch in flight, holds off the next
             if self.reset is not None:
                 await self.reset(session)
             await self._save(session, 0)
