@@ -19,7 +19,7 @@ Latency is from the producer taking the event (before publish / before the
 transaction) to the consumer having applied it (ack sent / inbox committed),
 on the wall clock both processes share. Events/s is ``N`` over the time from
 the first event taken to the last one applied.
-Run: ``python -m bench.events [N]`` (default 2000 events per case; ~15-20 s).
+Run: ``python -m bench.events [N]`` (default 2000 events per case; ~20-25 s).
 """
 
 from __future__ import annotations
@@ -261,6 +261,68 @@ async def _producer_alone(db: str, n: int, concurrency: int = 1) -> float:
         return n / (time.perf_counter() - start)
 
 
+async def _bare(db: str, n: int, concurrency: int = 1) -> float:
+    """The floor under every framework: the driver alone, one durable commit per event, nothing else.
+
+    PostgreSQL: asyncpg, ``BEGIN`` / ``INSERT`` / ``COMMIT`` per event (one connection per
+    writer, ``synchronous_commit`` as the server has it). SQLite: ``sqlite3`` in WAL with
+    ``synchronous=NORMAL`` (as meshkit configures it), each transaction in one hop to a
+    writer thread, as an async service must do to keep its loop free.
+    """
+    import orjson
+
+    body = orjson.dumps({"i": 0, "t": time.time(), "pad": "x" * 160})
+    if db.startswith("postgresql"):
+        import asyncpg
+
+        dsn = db.replace("postgresql+asyncpg://", "postgresql://", 1)
+        conns = [await asyncpg.connect(dsn) for _ in range(concurrency)]
+        free = list(conns)
+        try:
+            await conns[0].execute("CREATE TABLE IF NOT EXISTS bench_bare (seq bigserial PRIMARY KEY, "
+                                   "event_id text NOT NULL, body bytea NOT NULL)")
+
+            async def one(i: int) -> None:
+                conn = free.pop()
+                try:
+                    async with conn.transaction():
+                        await conn.execute("INSERT INTO bench_bare (event_id, body) VALUES ($1, $2)", f"e{i}", body)
+                finally:
+                    free.append(conn)
+
+            start = time.perf_counter()
+            await _writers(n, concurrency, one)
+            return n / (time.perf_counter() - start)
+        finally:
+            for conn in conns:
+                await conn.close()
+    import sqlite3
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = db.split(":///", 1)[1]
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute("CREATE TABLE IF NOT EXISTS bench_bare (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL, "
+                "body BLOB NOT NULL)")
+
+    def commit(i: int) -> None:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("INSERT INTO bench_bare (event_id, body) VALUES (?, ?)", (f"e{i}", body))
+        con.execute("COMMIT")
+
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(1) as writer:
+        async def one(i: int) -> None:
+            await loop.run_in_executor(writer, commit, i)
+
+        start = time.perf_counter()
+        await _writers(n, concurrency, one)
+        rate = n / (time.perf_counter() - start)
+    con.close()
+    return rate
+
+
 async def _pg_database() -> tuple[str, str] | None:
     if not _pg_up():
         return None
@@ -312,10 +374,13 @@ async def _run(n: int) -> list[list[Row]]:
             rows.append((f"meshkit outbox+inbox, SQLite{who}", n / elapsed, _pct(lat, 0.5), _pct(lat, 0.99)))
             rate = await _producer_alone(f"sqlite+aiosqlite:///{tmp / f'alone{c}.db'}", n, c)
             rows.append(("  (producer transactions alone)", rate, None, None))
+            rows.append(("  (bare sqlite3, one commit per event)",
+                         await _bare(f"sqlite+aiosqlite:///{tmp / f'bare{c}.db'}", n, c), None, None))
             if pg is not None:
                 elapsed, lat = await _meshkit(server.url, pg[0], pg[0], n, c)  # a schema per service
                 rows.append((f"meshkit outbox+inbox, PostgreSQL{who}", n / elapsed, _pct(lat, 0.5), _pct(lat, 0.99)))
                 rows.append(("  (producer transactions alone)", await _producer_alone(pg[0], n, c), None, None))
+                rows.append(("  (bare asyncpg, one commit per event)", await _bare(pg[0], n, c), None, None))
             groups.append(rows)
     finally:
         if pg is not None:
@@ -340,6 +405,9 @@ def main(argv: list[str]) -> int:
             print(f"{name:<44} {rate:>10,.0f} {lat} {rate / base:>6.2f}×")
     print("(producer transactions alone: the same producer loop with no relay or consumer running —")
     print(" the ceiling of the row above it, set by one database commit per event)")
+    print("(bare: the driver alone — sqlite3 on a writer thread, asyncpg — one durable commit per event, no")
+    print(" framework, no relay: the floor under any outbox that commits each event; where it is below")
+    print(" 0.5× raw, no outbox on that database reaches the target with one commit per event)")
     print(f"({CONCURRENCY} writers: the producer runs {CONCURRENCY} tasks at once, as concurrent requests would;")
     print(f" the raw side gets the same: {CONCURRENCY} concurrent publishers, each awaiting its ack)")
     print(f"(ran {time.perf_counter() - started:.1f} s)")
