@@ -106,3 +106,70 @@ async def test_a_failure_frees_the_key_and_keys_expire(store):
         bad = await http.post("/orders", content=b"x", headers={"idempotency-key": "a" * 300})
     assert ok.status_code == 201 and after.status_code == 201 and after.json()["n"] == 4
     assert bad.status_code == 400 and bad.json()["error"]["reason"] == "bad_idempotency_key"
+
+
+
+@pytest.mark.timing
+async def test_a_request_that_lost_its_claim_neither_frees_nor_overwrites_the_next_claim(store):
+    # A outlives lock_timeout, B takes the key over, then A fails. Before: A's abandon deleted
+    # B's claim (as a success of A's would have overwritten it), so C ran the handler a third time while B ran.
+    calls: list[bytes] = []
+    release = [asyncio.Event(), asyncio.Event()]
+
+    async def create(request):
+        calls.append(await request.body())
+        n = len(calls)
+        if n <= 2:
+            await release[n - 1].wait()
+        if n == 1:
+            raise Internal("A failed, late")
+        return json_response({"n": n}, status=201)
+
+    settings = ServiceSettings(name="idem", access_log=False, request_metrics=False)
+    service = Service(settings, routes=[Route("/orders", create, methods=["POST"])],
+                      middleware=[idempotency(store, lock_timeout=1.0)])
+    async with client(service) as http:
+
+        def post():
+            return asyncio.create_task(http.post("/orders", content=b"same", headers={"idempotency-key": "slow"}))
+
+        a = post()
+        await asyncio.sleep(1.1)  # past lock_timeout: A's claim is stale, B takes the key over
+        b = post()
+        while len(calls) < 2:
+            await asyncio.sleep(0.01)
+        release[0].set()
+        assert (await a).status_code == 500  # A's failure must not free B's claim
+        c = post()  # waits for B ...
+        await asyncio.sleep(0.2)
+        release[1].set()  # ... which answers well within lock_timeout
+        b, c = await b, await c
+    assert b.status_code == 201 and b.json() == {"n": 2}
+    assert c.status_code == 201 and c.json() == {"n": 2} and c.headers["idempotent-replayed"] == "true"
+    assert len(calls) == 2
+
+
+async def test_a_client_gone_before_its_body_ended_claims_nothing(store):
+    # Before: the body read so far was fingerprinted and handed to the handler as if whole; its
+    # answer (often a 400) was stored, and the client's retry with the whole body got 422.
+    calls: list[bytes] = []
+    service = make_service(store, calls)
+    chunks = iter([{"type": "http.request", "body": b'{"a":', "more_body": True}, {"type": "http.disconnect"}])
+
+    async def receive():
+        return next(chunks)
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/orders", "raw_path": b"/orders", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"idem"), (b"idempotency-key", b"cut"), (b"content-length", b"7")],
+             "client": ("127.0.0.1", 1), "server": ("idem", 80)}
+    await service(scope, receive, send)
+    assert calls == []
+    async with client(service) as http:
+        retry = await http.post("/orders", content=b'{"a":1}', headers={"idempotency-key": "cut"})
+    assert retry.status_code == 201 and calls == [b'{"a":1}']

@@ -15,8 +15,12 @@ For a request with the header (methods ``POST`` by default):
   it to finish and replays its answer, else 409 ``idempotency_in_progress``
   (with ``Retry-After``);
 - a 5xx answer or an exception frees the key (the client may retry); a key whose
-  first request died without answering is free again after ``lock_timeout``;
-- keys expire ``ttl`` seconds after first use.
+  first request died without answering is free again after ``lock_timeout``
+  (keep it above the longest request: a request still running then has lost its
+  claim, and its answer is neither stored nor frees the key of the one that took it over);
+- keys expire ``ttl`` seconds after first use;
+- a client that disconnects before its body has arrived claims nothing, and the
+  handler does not run on the part that came.
 
 Keys are scoped to the caller (the gateway-injected subject, if any): two users
 cannot see each other's responses by guessing keys. The SQL store keeps keys in
@@ -62,10 +66,15 @@ class Stored:
 
 @dataclass(frozen=True, slots=True)
 class Begin:
-    """What :meth:`IdempotencyStore.begin` found: ``new``, ``done`` (with ``response``), ``mismatch`` or ``pending``."""
+    """What :meth:`IdempotencyStore.begin` found: ``new``, ``done`` (with ``response``), ``mismatch`` or ``pending``.
+
+    ``claim`` (``new`` only) identifies this claim of the key: :meth:`IdempotencyStore.complete`
+    and :meth:`~IdempotencyStore.abandon` given it act only while the claim is still the key's.
+    """
 
     state: str
     response: Stored | None = None
+    claim: float | None = None
 
 
 class IdempotencyStore(Protocol):
@@ -74,11 +83,11 @@ class IdempotencyStore(Protocol):
     async def begin(self, key: str, fingerprint: str, *, ttl: float, lock_timeout: float) -> Begin:
         """Claim ``key`` for a request with ``fingerprint``, or say what holds it."""
 
-    async def complete(self, key: str, response: Stored) -> None:
-        """Store the response of the request that claimed ``key``."""
+    async def complete(self, key: str, response: Stored, claim: float | None = None) -> None:
+        """Store the response of the request that claimed ``key`` (with ``claim``: only if that claim still holds)."""
 
-    async def abandon(self, key: str) -> None:
-        """Free ``key`` (the request failed; a retry may run it)."""
+    async def abandon(self, key: str, claim: float | None = None) -> None:
+        """Free ``key`` (the request failed; a retry may run it); with ``claim``: only if that claim still holds."""
 
 
 class MemoryIdempotencyStore:
@@ -92,18 +101,20 @@ class MemoryIdempotencyStore:
         row = self._rows.get(key)
         if row is None or row[2] < now or (row[3] is None and row[1] < now - lock_timeout):
             self._rows[key] = (fingerprint, now, now + ttl, None)
-            return Begin("new")
+            return Begin("new", claim=now)
         if row[0] != fingerprint:
             return Begin("mismatch")
         return Begin("done", row[3]) if row[3] is not None else Begin("pending")
 
-    async def complete(self, key: str, response: Stored) -> None:
+    async def complete(self, key: str, response: Stored, claim: float | None = None) -> None:
         row = self._rows.get(key)
-        if row is not None:
+        if row is not None and (claim is None or row[1] == claim):
             self._rows[key] = (row[0], row[1], row[2], response)
 
-    async def abandon(self, key: str) -> None:
-        self._rows.pop(key, None)
+    async def abandon(self, key: str, claim: float | None = None) -> None:
+        row = self._rows.get(key)
+        if row is not None and row[3] is None and (claim is None or row[1] == claim):
+            del self._rows[key]
 
 
 class SqlIdempotencyStore:
@@ -120,17 +131,17 @@ class SqlIdempotencyStore:
                  "body": None, "created_at": now, "expires_at": now + ttl}
         async with transaction(self.sessions) as session:
             if (await session.execute(insert_ignore(session, t, fresh))).rowcount == 1:  # type: ignore[attr-defined]
-                return Begin("new")
+                return Begin("new", claim=now)
             row = (await session.execute(select(t).where(t.c.key == key))).mappings().first()
-            if row is None:  # expired and purged between the two statements
-                await session.execute(insert_ignore(session, t, fresh))
-                return Begin("new")
+            if row is None:  # expired and purged between the two statements (and maybe claimed again)
+                again = await session.execute(insert_ignore(session, t, fresh))
+                return Begin("new", claim=now) if again.rowcount == 1 else Begin("pending")  # type: ignore[attr-defined]
             stale = row["expires_at"] < now or (row["state"] == "pending" and row["created_at"] < now - lock_timeout)
             if stale:
                 taken = await session.execute(
                     update(t).where(t.c.key == key, t.c.created_at == row["created_at"]).values(**fresh)
                 )
-                return Begin("new") if taken.rowcount == 1 else Begin("pending")  # type: ignore[attr-defined]
+                return Begin("new", claim=now) if taken.rowcount == 1 else Begin("pending")  # type: ignore[attr-defined]
             if row["fingerprint"] != fingerprint:
                 return Begin("mismatch")
             if row["state"] != "done":
@@ -138,19 +149,21 @@ class SqlIdempotencyStore:
             headers = [(bytes(k, "latin-1"), bytes(v, "latin-1")) for k, v in orjson.loads(row["headers"] or b"[]")]
             return Begin("done", Stored(row["status"], headers, bytes(row["body"] or b"")))
 
-    async def complete(self, key: str, response: Stored) -> None:
+    async def complete(self, key: str, response: Stored, claim: float | None = None) -> None:
         t = self.table
         headers = orjson.dumps([(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers])
+        mine = t.c.key == key if claim is None else (t.c.key == key) & (t.c.created_at == claim)
         async with transaction(self.sessions) as session:
             await session.execute(
-                update(t).where(t.c.key == key).values(state="done", status=response.status, headers=headers,
-                                                      body=response.body)
+                update(t).where(mine).values(state="done", status=response.status, headers=headers,
+                                             body=response.body)
             )
 
-    async def abandon(self, key: str) -> None:
+    async def abandon(self, key: str, claim: float | None = None) -> None:
         t = self.table
+        mine = t.c.key == key if claim is None else (t.c.key == key) & (t.c.created_at == claim)
         async with transaction(self.sessions) as session:
-            await session.execute(delete(t).where(t.c.key == key, t.c.state == "pending"))
+            await session.execute(delete(t).where(mine, t.c.state == "pending"))
 
     async def purge(self) -> int:
         """Delete expired keys; returns how many."""
@@ -189,7 +202,9 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         key = _check_key(raw)
-        body, more = await _read_body(receive)
+        body, disconnected = await _read_body(receive)
+        if disconnected:  # the client is gone before its request was whole: nothing to run, nothing to claim
+            return
         ctx = context.current()
         subject = ctx.identity.subject if ctx is not None and ctx.identity is not None else ""
         scoped = f"{len(subject)}:{subject}:{key}"  # unambiguous, and no NUL (PostgreSQL text refuses it)
@@ -210,7 +225,7 @@ class IdempotencyMiddleware:
                 "a request with this Idempotency-Key is still being processed: retry in a moment",
                 reason="idempotency_in_progress", details={"key": key}, headers={"retry-after": "1"},
             )
-        await self._run(scope, _replaying_receive(body, more, receive), send, scoped)
+        await self._run(scope, _replaying_receive(body, receive), send, scoped, found.claim)
 
     async def _claim(self, key: str, fingerprint: str) -> Begin:
         deadline = time.monotonic() + self.wait
@@ -222,7 +237,7 @@ class IdempotencyMiddleware:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.2)
 
-    async def _run(self, scope: Scope, receive: Receive, send: Send, key: str) -> None:
+    async def _run(self, scope: Scope, receive: Receive, send: Send, key: str, claim: float | None) -> None:
         status = 0
         headers: list[tuple[bytes, bytes]] = []
         chunks: list[bytes] = []
@@ -239,12 +254,12 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, receive, capture)
         except BaseException:
-            await self.store.abandon(key)
+            await self.store.abandon(key, claim)
             raise
         if 0 < status < 500:
-            await self.store.complete(key, Stored(status, headers, b"".join(chunks)))
+            await self.store.complete(key, Stored(status, headers, b"".join(chunks)), claim)
         else:
-            await self.store.abandon(key)
+            await self.store.abandon(key, claim)
 
 
 def idempotency(store: IdempotencyStore, **options: Any) -> Callable[[ASGIApp], ASGIApp]:
@@ -268,17 +283,18 @@ def _check_key(raw: bytes) -> str:
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """The whole body, and whether the client disconnected before it ended."""
     parts: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"".join(parts), False
+            return b"".join(parts), True
         parts.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(parts), False
 
 
-def _replaying_receive(body: bytes, _more: bool, receive: Receive) -> Receive:
+def _replaying_receive(body: bytes, receive: Receive) -> Receive:
     sent = False
 
     async def replay() -> Message:
