@@ -26,6 +26,7 @@ The listening side (accepting, the idle sweeper, TLS, graceful stop) is
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -37,6 +38,8 @@ from meshkit.gateway.messages import STATUS_LINES, Request, Response, error_resp
 
 if TYPE_CHECKING:
     from meshkit.gateway.server import Server
+
+log = logging.getLogger("meshkit.gateway")
 
 
 class _Busy:
@@ -85,6 +88,7 @@ class HttpProtocol(asyncio.Protocol):
         self._messages = 0  # requests begun on this connection
         self._body: list[bytes] = []
         self._body_bytes = 0
+        self._starting = False  # _start_next is running (see there)
 
     # --- connection -------------------------------------------------------
     def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -266,20 +270,30 @@ class HttpProtocol(asyncio.Protocol):
     def _went_on(self, keep: bool) -> bool:
         """After a task sent an answer: note the activity and close unless ``keep``; ``keep``."""
         self.last_active = self.loop.time()
-        if not keep:
+        if not keep or self.closing:
             if self.transport is not None:
                 self.transport.close()
             self.closing = True
+            return False
         return keep
 
     def _start_next(self) -> None:
-        nxt = self.pending.popleft()
-        if self.paused_reading and len(self.pending) < self.limits.max_pipelined // 2:
-            self.resume_reading()
-        if isinstance(nxt, _Failed):
-            self.task = self.loop.create_task(self._run(nxt))
-        else:
-            self._start(nxt)
+        # A loop, not recursion: a fast hook that answers at once calls answer(), which calls
+        # this again; thousands of pipelined requests answered that way would exhaust the stack.
+        if self._starting:
+            return  # answer() from inside the loop below: the loop takes the next one
+        self._starting = True
+        try:
+            while self.pending and self.task is None and not self.closing:
+                nxt = self.pending.popleft()
+                if self.paused_reading and len(self.pending) < self.limits.max_pipelined // 2:
+                    self.resume_reading()
+                if isinstance(nxt, _Failed):
+                    self.task = self.loop.create_task(self._run(nxt))
+                else:
+                    self._start(nxt)
+        finally:
+            self._starting = False
 
     async def _run(self, req: Request | _Failed) -> None:
         handler = self.server.handler
@@ -350,6 +364,12 @@ class HttpProtocol(asyncio.Protocol):
                         await self.write_ready.wait()
                 if chunked:
                     t.write(b"0\r\n\r\n")
+        except Exception as exc:
+            # The body broke off (the upstream died mid-answer): the head is out, so the only way
+            # left to tell the client is to cut the connection before the body is complete.
+            log.warning("streamed answer broke off, closing the client connection: %s", exc)
+            self.closing = True
+            t.abort()
         finally:
             if resp.on_close is not None:
                 await resp.on_close()

@@ -1,0 +1,118 @@
+"""Hostile HTTP against a real gateway, over raw sockets.
+
+The gateway routes to static upstreams (no registry needed): a well-behaved one
+that echoes what reached it, and a raw socket server that answers whatever a
+test asks for (garbage, a body cut short). Every case here broke the gateway
+once: a pipeline that exhausted the stack, a streamed body that broke off and
+left the client waiting, and so on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import orjson
+import pytest
+
+from meshkit.gateway.app import Gateway
+from meshkit.gateway.messages import Response
+from meshkit.gateway.server import serve
+from meshkit.gateway.settings import GatewaySettings
+
+
+class Echo:
+    """The upstream: answers with what reached it (method, target, headers)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def handle(self, req):
+        self.calls += 1
+        if req.path.endswith("/slow"):
+            await asyncio.sleep(0.2)
+        body = orjson.dumps({"method": req.method, "target": req.target, "body": len(req.body),
+                             "headers": [[k.decode(), v.decode()] for k, v in req.headers]})
+        return Response(200, [(b"content-type", b"application/json")], body)
+
+
+class Broken:
+    """A raw upstream: the answer to ``/x/<name>`` is ``ANSWERS[name]`` written as is, then it closes."""
+
+    ANSWERS = {
+        "short": b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"s" * 1000,
+        "short-chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n" + b"c" * 1000 + b"\r\n",
+    }
+
+    async def handle(self, reader, writer) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        name = head.split(b" ", 2)[1].rsplit(b"/", 1)[1].decode()
+        writer.write(self.ANSWERS[name])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()
+
+
+@pytest.fixture
+async def gw(tmp_path):
+    echo, broken = Echo(), Broken()
+    up = await serve(echo.handle, "127.0.0.1", 0)
+    raw_up = await asyncio.start_server(broken.handle, "127.0.0.1", 0)
+    raw_port = raw_up.sockets[0].getsockname()[1]
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(f"""routes:
+  - name: echo
+    match: {{prefix: /e/}}
+    upstream: {{url: "http://127.0.0.1:{up.port}"}}
+  - name: broken-stream
+    match: {{prefix: /bs/}}
+    upstream: {{url: "http://127.0.0.1:{raw_port}"}}
+    retry: {{attempts: 0}}
+    stream: true
+""")
+    settings = GatewaySettings(host="127.0.0.1", port=0, admin_port=0, routes_file=routes,
+                               registry_url="memory://gw-hostile", access_log=False, reload_interval=0)
+    g = await Gateway(settings, register=False).start()
+    g.echo = echo
+    yield g
+    await g.stop(0.5)
+    await up.stop(0.2)
+    raw_up.close()
+
+
+async def exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send ``data``, read until the gateway closes (``TimeoutError`` if it never does)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(-1), timeout)
+    finally:
+        writer.close()
+
+
+async def test_thousands_of_pipelined_requests_behind_a_slow_one_are_all_answered_in_order(gw):
+    # The first waits for the upstream; the rest (no route: answered at once) queue behind it.
+    # Each answered-at-once request used to start the next from inside its own answer: the
+    # stack ran out after ~300 of them and the connection hung with nothing answered.
+    n = 2000
+    data = (b"GET /e/slow HTTP/1.1\r\nHost: gw\r\n\r\n" + b"GET /nope HTTP/1.1\r\nHost: gw\r\n\r\n" * n
+            + b"GET /e/last HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+    out = await exchange(gw.port, data, timeout=20)
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", out)
+    assert statuses == [b"200", *[b"404"] * n, b"200"]
+    assert b'"target":"/e/last"' in out.rsplit(b"HTTP/1.1 ", 1)[1]
+
+
+@pytest.mark.parametrize("name", ["short", "short-chunked"])
+async def test_a_streamed_answer_that_breaks_off_closes_the_client_connection(gw, name):
+    # The upstream promises more than it sends, then closes. The head is already out, so the
+    # client can only learn by the connection closing before the body is complete; it used to
+    # stay open, the client waiting for the rest until its own timeout.
+    out = await exchange(gw.port, f"GET /bs/x/{name} HTTP/1.1\r\nHost: gw\r\n\r\n".encode())
+    head, body = out.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    if name == "short":
+        assert b"content-length: 100000" in head and len(body) < 100000
+    else:
+        assert not body.endswith(b"0\r\n\r\n")  # never the last chunk: the client sees it incomplete
