@@ -12,10 +12,16 @@ at as the expected version, and — when the new version crosses a multiple of
 ``snapshot_every`` — writes a snapshot in the same transaction, so loading
 never replays more than ``snapshot_every - 1`` events past the snapshot plus
 those of one save.
+
+A snapshot is only a shortcut: one of another ``snapshot_schema``, one that lacks
+an attribute the aggregate's ``__init__`` now sets (its shape changed and the
+schema was not bumped), and one whose restore fails are ignored, and the
+aggregate is rebuilt from all its events.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
@@ -25,6 +31,8 @@ from meshkit.basis.eventstore.store import EventStore, Snapshot, StoredEvent
 from meshkit.basis.storage import Transaction
 
 A = TypeVar("A", bound=Aggregate)
+
+logger = logging.getLogger("meshkit.eventstore")
 
 
 class EventSourcedRepository(Generic[A]):
@@ -53,9 +61,13 @@ class EventSourcedRepository(Generic[A]):
         aggregate: A | None = None
         if self.snapshot_every:
             snap = await self.store.snapshot(aggregate_id)
-            # A snapshot of an older state shape is ignored: replaying is always correct.
-            if snap is not None and snap.schema == cls.snapshot_schema and snap.aggregate_type == cls.aggregate_type:
-                aggregate = cls.from_snapshot(aggregate_id, snap.version, snap.state)
+            # A snapshot of another state shape is ignored: replaying is always correct.
+            if snap is not None and self._fits(snap):
+                try:
+                    aggregate = cls.from_snapshot(aggregate_id, snap.version, snap.state)
+                except Exception as exc:
+                    logger.warning("%s %s: snapshot at version %d not restored (%s: %s); replaying every event",
+                                   cls.aggregate_type, aggregate_id, snap.version, type(exc).__name__, exc)
         events = await self.store.load(aggregate_id, after_version=aggregate.version if aggregate else 0)
         if aggregate is None:
             if not events:
@@ -63,6 +75,17 @@ class EventSourcedRepository(Generic[A]):
             aggregate = cls(aggregate_id)
         aggregate.replay(cls.decode(e.type, e.data) for e in events)
         return aggregate
+
+    def _fits(self, snap: Snapshot) -> bool:
+        cls = self.aggregate_cls
+        if snap.schema != cls.snapshot_schema or snap.aggregate_type != cls.aggregate_type:
+            return False
+        # The schema number says the shape is the same; the keys can say it is not (a new attribute).
+        missing = set(cls(snap.aggregate_id).snapshot_state()) - set(snap.state)
+        if missing:
+            logger.warning("%s %s: snapshot at version %d lacks %s (bump snapshot_schema when the state changes); "
+                           "replaying every event", cls.aggregate_type, snap.aggregate_id, snap.version, sorted(missing))
+        return not missing
 
     async def save(
         self,
