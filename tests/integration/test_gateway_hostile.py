@@ -64,6 +64,14 @@ async def gw(tmp_path):
   - name: echo
     match: {{prefix: /e/}}
     upstream: {{url: "http://127.0.0.1:{up.port}"}}
+  - name: cached
+    match: {{prefix: /c/}}
+    upstream: {{url: "http://127.0.0.1:{up.port}"}}
+    cache: {{ttl: 30s}}
+  - name: limited
+    match: {{prefix: /rl/}}
+    upstream: {{url: "http://127.0.0.1:{up.port}"}}
+    rate_limit: {{rate: 0.001, burst: 1, key: ip}}
   - name: broken-stream
     match: {{prefix: /bs/}}
     upstream: {{url: "http://127.0.0.1:{raw_port}"}}
@@ -71,13 +79,30 @@ async def gw(tmp_path):
     stream: true
 """)
     settings = GatewaySettings(host="127.0.0.1", port=0, admin_port=0, routes_file=routes,
-                               registry_url="memory://gw-hostile", access_log=False, reload_interval=0)
+                               registry_url="memory://gw-hostile", access_log=False, reload_interval=0,
+                               trust_forwarded=True)
     g = await Gateway(settings, register=False).start()
     g.echo = echo
     yield g
     await g.stop(0.5)
     await up.stop(0.2)
     raw_up.close()
+
+
+def answer(out: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-cased names) and body of one raw answer."""
+    head, body = out.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+    return int(lines[0].split(" ")[1]), headers, body
+
+
+async def get(port: int, path: str, *headers: str) -> tuple[int, dict[str, str], bytes]:
+    """One GET on its own connection, with raw header lines (``Host`` among them, or a default one)."""
+    lines = "".join(f"{h}\r\n" for h in headers)
+    if not any(h.lower().startswith("host:") for h in headers):
+        lines = "Host: gw\r\n" + lines
+    return answer(await exchange(port, f"GET {path} HTTP/1.1\r\n{lines}Connection: close\r\n\r\n".encode()))
 
 
 async def exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
@@ -116,3 +141,44 @@ async def test_a_streamed_answer_that_breaks_off_closes_the_client_connection(gw
         assert b"content-length: 100000" in head and len(body) < 100000
     else:
         assert not body.endswith(b"0\r\n\r\n")  # never the last chunk: the client sees it incomplete
+
+
+async def test_a_cached_answer_is_never_served_for_another_host(gw):
+    # The Host goes upstream as x-forwarded-host (here echoed into the body, as absolute links
+    # or redirects would be): cached for one Host, the answer used to be served for every other.
+    status, headers, body = await get(gw.port, "/c/page", "Host: evil.example")
+    assert status == 200 and ["x-forwarded-host", "evil.example"] in orjson.loads(body)["headers"]
+    status, headers, body = await get(gw.port, "/c/page", "Host: shop.example")
+    assert headers["x-cache"] == "MISS" and ["x-forwarded-host", "shop.example"] in orjson.loads(body)["headers"]
+    status, headers, body = await get(gw.port, "/c/page", "Host: shop.example")
+    assert headers["x-cache"] == "HIT" and ["x-forwarded-host", "shop.example"] in orjson.loads(body)["headers"]
+
+
+async def test_behind_a_load_balancer_the_client_address_is_the_one_it_appended(gw):
+    # TRUST_FORWARDED: the load balancer appends the address it saw; what comes before is the
+    # client's to choose. The first address used to name the rate-limit bucket, so a new
+    # made-up address per request dodged the limit (a password-guessing limit, say).
+    assert (await get(gw.port, "/rl/a", "X-Forwarded-For: 198.51.100.1, 10.0.0.1"))[0] == 200
+    status, headers, _ = await get(gw.port, "/rl/a", "X-Forwarded-For: 198.51.100.2, 10.0.0.1")
+    assert status == 429 and "retry-after" in headers
+    assert (await get(gw.port, "/rl/a", "X-Forwarded-For: 198.51.100.2, 10.0.0.2"))[0] == 200
+
+
+async def test_identity_headers_spelled_with_underscores_never_reach_the_upstream(gw):
+    # CGI, WSGI, PHP and Django read x_meshkit_subject as x-meshkit-subject: an identity the
+    # gateway strips must not pass under the other spelling.
+    spoof = ("x_meshkit_subject: mallory", "X-Meshkit_Roles: admin", "x_meshkit-permissions: *",
+             "X_MESHKIT_TOKEN_ID: forged", "x-meshkit-tenant: victim", "x-meshkit_client: service")
+    status, _, body = await get(gw.port, "/e/x", *spoof)
+    assert status == 200
+    names = [k for k, _ in orjson.loads(body)["headers"]]
+    assert not [k for k in names if k.replace("_", "-").startswith("x-meshkit-")], names
+
+
+@pytest.mark.parametrize("path", ["/e/..;/admin", "/e/x/..;jsessionid=1/admin", "/e/.;/x", "/e/%2e%2e;x/admin"])
+async def test_dot_segments_with_parameters_are_refused(gw, path):
+    # Tomcat, Jetty and Spring drop ";..." from a segment, then read "..;" as "..": a way out of
+    # a rewritten prefix into the upstream's other paths.
+    status, _, body = await get(gw.port, path)
+    assert status == 400 and orjson.loads(body)["error"]["reason"] == "bad_path"
+    assert gw.echo.calls == 0

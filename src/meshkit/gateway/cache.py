@@ -8,8 +8,9 @@ Policy (a shared cache, RFC 9111 in spirit):
 - stored only for 200/203/204/300/301/308, never with ``Set-Cookie``, never
   when the upstream says ``private``, ``no-store`` or ``no-cache``, never for ``Vary: *``;
 - lifetime: the upstream's ``s-maxage`` / ``max-age`` when given, else the route TTL;
-- the key is route, path and query, the values of the ``Vary`` headers (the
-  route's plus the upstream's) and, on authenticated routes, the caller's subject;
+- the key is route, path and query, the ``Host`` (passed upstream as
+  ``x-forwarded-host``: an answer may be built from it), the values of the ``Vary``
+  headers (the route's plus the upstream's) and, on authenticated routes, the caller's subject;
 - an expired entry is kept ``stale_if_error`` seconds more, to answer (marked
   STALE) when the upstream fails.
 """
@@ -121,8 +122,8 @@ class ResponseCache:
         self._vary: dict[tuple, tuple[bytes, ...]] = {}
 
     @staticmethod
-    def primary_key(route: str, target: str, subject: str | None) -> tuple:
-        return (route, target, subject)
+    def primary_key(route: str, target: str, subject: str | None, host: bytes | None = None) -> tuple:
+        return (route, target, subject, host)
 
     def _key(self, primary: tuple, vary: tuple[bytes, ...], headers: list[tuple[bytes, bytes]]) -> tuple:
         if not vary:
@@ -178,7 +179,7 @@ class ResponseCache:
         """Drop entries (of one route, and/or whose target starts with ``prefix``); returns how many."""
         n = 0
         for key in list(self._entries):
-            primary = key if len(key) == 3 else key[0]
+            primary = key[0] if isinstance(key[0], tuple) else key  # (primary, vary values) or primary
             if (route is None or primary[0] == route) and (prefix is None or primary[1].startswith(prefix)):
                 self._drop(key)
                 n += 1

@@ -33,7 +33,18 @@ from meshkit.gateway.split import choose_subset
 
 log = logging.getLogger("meshkit.gateway")
 
-_IDENTITY = frozenset(h.encode() for h in IDENTITY_HEADERS)
+
+
+def _spellings(name: str) -> set[bytes]:
+    """``name`` with each ``-`` also as ``_``: CGI, WSGI, PHP and Django read ``x_meshkit_subject``
+    as ``x-meshkit-subject``, so a client could pass an identity under the other spelling."""
+    out = [""]
+    for ch in name:
+        out = [o + c for o in out for c in ("-_" if ch == "-" else ch)]
+    return {o.encode() for o in out}
+
+
+_IDENTITY = frozenset().union(*(_spellings(h) for h in IDENTITY_HEADERS))
 #: Request headers never forwarded as received: hop-by-hop, or rewritten by us.
 SPECIAL = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer", b"upgrade",

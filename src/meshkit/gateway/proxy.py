@@ -39,9 +39,13 @@ _bits = random.getrandbits
 
 
 def _bad_path(path: str) -> bool:
-    """``.``/``..`` segments (also percent-encoded) would escape a rewritten prefix: refuse them."""
+    """``.``/``..`` segments (also percent-encoded) would escape a rewritten prefix: refuse them.
+
+    So would ``..;x``: Java servers (Tomcat, Jetty, Spring) drop a segment's ``;`` parameters
+    and then read it as ``..``.
+    """
     p = unquote(path) if "%" in path else path
-    return any(seg in (".", "..") for seg in p.split("/")) or "\\" in p
+    return any(seg.partition(";")[0] in (".", "..") for seg in p.split("/")) or "\\" in p
 
 
 class Proxy(FastPath):
@@ -124,7 +128,9 @@ class Proxy(FastPath):
                 rid = ids[:24].encode()
         client = req.client
         if self.trust_forwarded and xff:
-            client = xff.split(b",")[0].strip().decode("latin-1")
+            # The last address: the one our load balancer added. Those before it are whatever
+            # the client sent (a made-up one per request would dodge every per-address limit).
+            client = xff.rsplit(b",", 1)[-1].strip().decode("latin-1")
         return rid, trace_id, flags, authz, apikey, host, origin, xff, preflight, fwd, client
 
     async def _handle(self, req: Request, intake: tuple) -> Response:
@@ -160,7 +166,8 @@ class Proxy(FastPath):
                 resp = await aggregate(self.forwarder, route, req.method, params, fwd, deadline)
                 resp.headers += answer_headers
                 return self._done(req, route, resp, rid, trace_id, client, "aggregate", "")
-            resp, upstream, cache_state = await self._proxy(req, route, params, fwd, identity, deadline, client)
+            resp, upstream, cache_state = await self._proxy(req, route, params, fwd, identity, deadline, client,
+                                                            host)
             resp.headers += answer_headers
             return self._done(req, route, resp, rid, trace_id, client, upstream, cache_state)
         except MeshkitError as exc:
@@ -232,7 +239,7 @@ class Proxy(FastPath):
         return headers
 
     async def _proxy(self, req: Request, route: RouteRuntime, params, fwd, identity, deadline: float,
-                     client: str) -> tuple[Response, str, str]:
+                     client: str, host: bytes | None) -> tuple[Response, str, str]:
         target = route.upstream_path(req.path, params)
         if req.query:
             target += "?" + req.query.decode("latin-1")
@@ -243,7 +250,9 @@ class Proxy(FastPath):
         if cache is not None and method in _GET_HEAD:
             lookup, store = request_bypass(req.headers)
             subject = identity.subject if (route.auth and identity is not None) else None
-            primary = (route.name, target, subject)
+            # The Host goes upstream (x-forwarded-host), where it may end up in the answer
+            # (absolute links, redirects): an answer made for one Host must not serve another.
+            primary = (route.name, target, subject, host)
             if lookup:
                 e = self.cache.lookup(primary, route.vary, req.headers)
                 if e is not None:
