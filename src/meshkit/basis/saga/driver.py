@@ -26,7 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from meshkit.basis.saga.definition import Saga, Step, StepContext, retryable
+from meshkit.basis.saga.definition import Saga, Step, StepContext, fails_step, retryable
 from meshkit.basis.saga.store import (
     COMPENSATED,
     COMPENSATING,
@@ -119,9 +119,9 @@ class Driver:
         await self._probe("before_action", step)
         try:
             result = await asyncio.wait_for(step.action(self._context(step, "action", attempt)), step.timeout)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except BaseException as exc:
+            if not fails_step(exc):
+                raise
             await self._action_failed(step, attempt, exc)
             return
         await self._probe("after_action", step)
@@ -132,7 +132,7 @@ class Driver:
         )
         await self._probe("after_persist", step)
 
-    async def _action_failed(self, step: Step, attempt: int, exc: Exception) -> None:
+    async def _action_failed(self, step: Step, attempt: int, exc: BaseException) -> None:
         timed_out = isinstance(exc, TimeoutError)
         detail = f"timed out after {step.timeout:g}s" if timed_out else f"{type(exc).__name__}: {exc}"
         entry = LogEntry(step.name, "action", "timed_out" if timed_out else "failed", attempt, detail)
@@ -165,9 +165,9 @@ class Driver:
         ctx = self._context(step, "compensation", attempt)
         try:
             result = await asyncio.wait_for(step.compensation(ctx), step.compensation_timeout or step.timeout)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except BaseException as exc:
+            if not fails_step(exc):
+                raise
             detail = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
             entry = LogEntry(step.name, "compensation", "failed", attempt, detail)
             if step.compensation_attempts is not None and tries >= step.compensation_attempts:
