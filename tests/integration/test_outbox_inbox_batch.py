@@ -128,3 +128,21 @@ async def test_a_retry_in_a_batch_rolls_the_whole_batch_back_then_applies_the_ot
     rows = [n for _, n in await effect_rows(sessions) if n >= 2000]
     assert sorted(rows) == [2000, 2002]
     assert not await inbox.seen(envs[1].id)
+
+
+async def test_event_ids_longer_than_the_column_are_applied_once(sessions):
+    # Any string is a CloudEvents id; another publisher's may be longer than the inbox's 64-character
+    # column. Before: PostgreSQL refused the claim, so every such event failed until dead-lettered.
+    inbox = Inbox(sessions, prefix="ibtest", consumer=f"l-{os.urandom(3).hex()}")
+
+    @inbox.handler
+    async def apply(event: Envelope, session):
+        await session.execute(insert(effects).values(event_id=event.id[:64], n=event.data.n))
+
+    long_ids = [f"urn:partner:orders:{os.urandom(3).hex()}:" + "x" * 80 + str(i) for i in range(3)]
+    envs = [envelope(Noted(n=3000 + i), source="partner", id=i_d) for i, i_d in enumerate(long_ids)]
+    assert await apply(envs[0]) is None and await apply(envs[0]) is Ack  # one at a time, then a redelivery
+    assert await apply.batch(envs) == [Ack, None, None]
+    assert await apply.batch(envs[1:]) == [Ack, Ack]
+    assert all([await inbox.seen(i) for i in long_ids])
+    assert sorted(n for _, n in await effect_rows(sessions) if n >= 3000) == [3000, 3001, 3002]

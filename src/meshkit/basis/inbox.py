@@ -31,6 +31,7 @@ can therefore run more than once for a delivery: only what it does in
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -47,6 +48,18 @@ from meshkit.basis.storage import Transaction, transaction
 InboxHandler = Callable[[Envelope, Transaction], Awaitable[Outcome | None]]
 #: Rows per multi-row claim (3 parameters each: far below SQLite's variable limit).
 _CLAIM_CHUNK = 300
+#: Characters the inbox's ``event_id`` column holds (PostgreSQL refuses more; SQLite would not).
+_ID_LENGTH = 64
+
+
+def inbox_key(event_id: str) -> str:
+    """What the inbox records for ``event_id``: the id itself, or a digest when it is longer than the column.
+
+    A CloudEvents id may be any string; ours are 32 hex digits, other publishers' may be longer.
+    """
+    if len(event_id) <= _ID_LENGTH:
+        return event_id
+    return "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()[: _ID_LENGTH - 7]
 
 
 class _Undo(Exception):
@@ -79,7 +92,7 @@ class Inbox:
     async def claim(self, session: Transaction, event_id: str) -> bool:
         """Record ``event_id`` in ``session``'s transaction; ``False`` if it was already applied."""
         result = await session.execute(
-            insert_ignore(session, self.table, {"consumer": self.consumer, "event_id": event_id,
+            insert_ignore(session, self.table, {"consumer": self.consumer, "event_id": inbox_key(event_id),
                                                 "processed_at": time.time()})
         )
         return result.rowcount == 1  # type: ignore[attr-defined]
@@ -89,12 +102,13 @@ class Inbox:
         the ids that were not applied before (an id given twice counts once)."""
         t = self.table
         now = time.time()
+        keys = {inbox_key(e): e for e in event_ids}
         fresh: set[str] = set()
         for i in range(0, len(event_ids), _CLAIM_CHUNK):
-            rows = [{"consumer": self.consumer, "event_id": e, "processed_at": now}
+            rows = [{"consumer": self.consumer, "event_id": inbox_key(e), "processed_at": now}
                     for e in event_ids[i : i + _CLAIM_CHUNK]]
             stmt = insert_ignore(session, t, rows).returning(t.c.event_id)
-            fresh.update((await session.execute(stmt)).scalars())
+            fresh.update(keys[k] for k in (await session.execute(stmt)).scalars())
         return fresh
 
     async def seen(self, event_id: str) -> bool:
@@ -102,7 +116,7 @@ class Inbox:
         t = self.table
         async with transaction(self.sessions, write=False) as session:
             row = await session.execute(
-                t.select().where(t.c.consumer == self.consumer, t.c.event_id == event_id)
+                t.select().where(t.c.consumer == self.consumer, t.c.event_id == inbox_key(event_id))
             )
             return row.first() is not None
 
@@ -172,4 +186,4 @@ async def _one(handle: Callable[[Envelope], Awaitable[Outcome | None]], event: E
             return exc
 
 
-__all__ = ["Inbox", "InboxHandler"]
+__all__ = ["Inbox", "InboxHandler", "inbox_key"]
