@@ -39,7 +39,7 @@ from meshkit.basis.bus.envelope import Envelope, Event, envelope
 from meshkit.basis.bus.follow import HEARTBEAT, Follower, FollowHandler
 from meshkit.basis.bus.follow import follow as start_follower
 from meshkit.basis.bus.streams import DLQ, StreamSpec, ensure_stream, stream_for
-from meshkit.basis.errors import ConfigError, Unavailable
+from meshkit.basis.errors import ConfigError, MeshkitError, Unavailable
 
 if TYPE_CHECKING:
     from meshkit.basis.service import Service
@@ -284,7 +284,8 @@ class Bus:
         """Feed every stored event on ``pattern`` from ``start`` (``"all"`` or a datetime) to ``fn``, in order.
 
         For rebuilding: runs to the end of the stream as it was when called and returns
-        the number of events given to ``fn``; no durable state is touched.
+        the number of events given to ``fn``; no durable state is touched. A message that
+        is not an event envelope is logged and skipped (the consumers dead-lettered it).
         """
         stream = stream_for(pattern).name
         await self.ensure_for(pattern)
@@ -294,18 +295,24 @@ class Bus:
         sub = await self.js.pull_subscribe(pattern, stream=stream, config=config)
         try:
             pending = (await sub.consumer_info()).num_pending
-            done = 0
-            while done < pending:
+            read = given = 0
+            while read < pending:
                 try:
-                    msgs = await sub.fetch(min(batch, pending - done), timeout=2.0)
+                    msgs = await sub.fetch(min(batch, pending - read), timeout=2.0)
                 except (NatsTimeout, TimeoutError):
                     break
                 for msg in msgs:
-                    env = Envelope.from_json(msg.data)
+                    read += 1
+                    try:
+                        env = Envelope.from_json(msg.data)
+                    except MeshkitError as exc:  # one bad message must not make the stream unreplayable
+                        logger.warning("replay %s: skipping unreadable message %d: %s", pattern,
+                                       msg.metadata.sequence.stream, exc)
+                        continue
                     env.stream_seq = msg.metadata.sequence.stream
                     await fn(env)
-                    done += 1
-            return done
+                    given += 1
+            return given
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
