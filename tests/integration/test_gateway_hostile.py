@@ -31,6 +31,11 @@ class Echo:
         self.calls += 1
         if req.path.endswith("/slow"):
             await asyncio.sleep(0.2)
+        if req.path.endswith("/fixed"):  # the same answer to GET and HEAD (the server drops HEAD's body)
+            return Response(200, [(b"content-type", b"text/plain")], b"f" * 1234)
+        if req.path.endswith(("/204", "/304")):
+            status = int(req.path[-3:])
+            return Response(status, [(b"etag", b'"v1"')] if status == 304 else [])
         body = orjson.dumps({"method": req.method, "target": req.target, "body": len(req.body),
                              "headers": [[k.decode(), v.decode()] for k, v in req.headers]})
         return Response(200, [(b"content-type", b"application/json")], body)
@@ -42,6 +47,7 @@ class Broken:
     ANSWERS = {
         "short": b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"s" * 1000,
         "short-chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n" + b"c" * 1000 + b"\r\n",
+        "switch": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
     }
 
     async def handle(self, reader, writer) -> None:
@@ -72,6 +78,14 @@ async def gw(tmp_path):
     match: {{prefix: /rl/}}
     upstream: {{url: "http://127.0.0.1:{up.port}"}}
     rate_limit: {{rate: 0.001, burst: 1, key: ip}}
+  - name: echo-stream
+    match: {{prefix: /se/}}
+    upstream: {{url: "http://127.0.0.1:{up.port}"}}
+    stream: true
+  - name: broken
+    match: {{prefix: /b/}}
+    upstream: {{url: "http://127.0.0.1:{raw_port}"}}
+    retry: {{attempts: 0}}
   - name: broken-stream
     match: {{prefix: /bs/}}
     upstream: {{url: "http://127.0.0.1:{raw_port}"}}
@@ -182,3 +196,36 @@ async def test_dot_segments_with_parameters_are_refused(gw, path):
     status, _, body = await get(gw.port, path)
     assert status == 400 and orjson.loads(body)["error"]["reason"] == "bad_path"
     assert gw.echo.calls == 0
+
+
+@pytest.mark.parametrize("prefix", ["/e", "/c", "/se"])  # the task-free path, the cache's path, streaming
+async def test_head_answers_carry_the_length_of_the_get_answer(gw, prefix):
+    # RFC 9110 §8.6: a Content-Length in an answer to HEAD is the length GET would have.
+    # The gateway used to say 0 (the length of the body it did not send).
+    out = await exchange(gw.port, f"HEAD {prefix}/fixed HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n".encode())
+    status, headers, body = answer(out)
+    assert status == 200 and headers["content-length"] == "1234" and body == b""
+
+
+@pytest.mark.parametrize("prefix", ["/e", "/se"])
+@pytest.mark.parametrize("status", [204, 304])
+async def test_answers_without_a_body_keep_the_connection_in_step(gw, prefix, status):
+    # A 204 or 304 ends with its head (RFC 9112 §6.3). The gateway used to add content-length: 0
+    # (forbidden on a 204, wrong on a 304) and, when streaming, a chunked body whose last chunk
+    # the client read as the start of the next answer on the connection.
+    data = (f"GET {prefix}/{status} HTTP/1.1\r\nHost: gw\r\n\r\n"
+            f"GET /e/fixed HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").encode()
+    out = await exchange(gw.port, data)
+    head, rest = out.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 %d " % status)
+    assert b"content-length" not in head and b"transfer-encoding" not in head
+    assert rest.startswith(b"HTTP/1.1 200 ")  # the next answer follows the head at once
+    assert answer(rest)[2] == b"f" * 1234
+
+
+@pytest.mark.parametrize("prefix", ["/b", "/bs"])
+async def test_a_final_1xx_from_the_upstream_is_a_bad_gateway(gw, prefix):
+    # A 101 to a request that asked for no protocol switch: passed on, the client would take
+    # its connection for switched to another protocol.
+    status, _, body = await get(gw.port, f"{prefix}/x/switch")
+    assert status == 502 and orjson.loads(body)["error"]["reason"] == "upstream_failed"

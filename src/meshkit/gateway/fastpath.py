@@ -80,6 +80,14 @@ def head_block(received: list[tuple[bytes, bytes]], extra: list[tuple[bytes, byt
     return b"".join(parts)
 
 
+def answer_length(method: str, r, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` plus the upstream's ``content-length`` when its answer has no body by rule
+    (HEAD, 304: the length is that of the GET answer, RFC 9110 §8.6)."""
+    if method == "HEAD" or r.status == 304:
+        headers += [(b"content-length", v) for k, v in r.headers if k.lower() == b"content-length"][:1]
+    return headers
+
+
 def auth_not_configured() -> MeshkitError:
     """503 for a route requiring auth on a gateway that has no credential source configured."""
     return MeshkitError(
@@ -205,8 +213,12 @@ class FastPath:
                 if out is None:
                     raise error
             r = out.response
-            resp = Response(r.status, None, r.body)
-            resp.head = head_block(r.headers, answer_headers)
+            status = r.status
+            if req.method != "HEAD" and status != 204 and status != 304:
+                resp = Response(status, None, r.body)
+                resp.head = head_block(r.headers, answer_headers)
+            else:  # no body: the upstream's content-length (if any) stands, ours would say 0
+                resp = Response(status, answer_length(req.method, r, passed_on(r.headers)) + answer_headers)
             upstream = out.member.key
         except MeshkitError as exc:
             resp = error_response(exc, answer_headers)

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from functools import partial
 
 from meshkit.basis.errors import BadGateway, BadRequest, GatewayTimeout, MeshkitError, Unavailable
-from meshkit.basis.http.errors import InvalidRequest, RequestTimeout, TransportError
+from meshkit.basis.http.errors import InvalidRequest, ProtocolError, RequestTimeout, TransportError
 from meshkit.gateway.metrics import GatewayMetrics
 from meshkit.gateway.table import RouteRuntime
 from meshkit.gateway.upstream import Member, Pool
@@ -52,6 +52,12 @@ def _error_for(exc: TransportError, pool: Pool) -> MeshkitError:
         return Unavailable(f"upstream {pool.name} could not be reached", reason="upstream_unreachable",
                            headers={"Retry-After": "1"})
     return BadGateway(f"upstream {pool.name} failed to answer: {exc}", reason="upstream_failed")
+
+
+def _interim(status: int) -> ProtocolError:
+    # A 1xx is never a final answer here (a 101 switches protocols, which no request of ours
+    # asks for): passed on, the client would take the connection for switched, or wait for more.
+    return ProtocolError(f"it answered {status} as a final answer")
 
 
 Done = Callable[[Outcome | None, MeshkitError | None], None]
@@ -101,6 +107,8 @@ class Forwarder:
         stats.in_flight -= 1  # stats.end(dt), inlined: once per proxied request
         stats.calls += 1
         stats.ewma = dt if stats.calls == 1 else stats.ewma + stats.ALPHA * (dt - stats.ewma)
+        if exc is None and response.status < 200:
+            exc, response = _interim(response.status), None
         if exc is None:
             status = response.status
             ok = status < 500
@@ -209,9 +217,14 @@ class Forwarder:
                 else:
                     response = await transport.request(member.host, member.port, method, target, headers=hdrs,
                                                        body=body, timeout=remaining)
+                if response.status < 200:
+                    if stream:
+                        await response.aclose()
+                    raise _interim(response.status)
             except InvalidRequest as exc:
                 raise BadRequest(f"cannot forward this request: {exc}", reason="bad_request") from exc
             except TransportError as exc:
+                response = None
                 ok = False
                 retryable = (not exc.request_sent) or (idempotent and not isinstance(exc, RequestTimeout))
                 error = _error_for(exc, pool)

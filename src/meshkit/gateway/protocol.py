@@ -329,10 +329,11 @@ class HttpProtocol(asyncio.Protocol):
                               b"content-length: %d\r\n\r\n" % len(resp.body), b"" if is_head else resp.body)))
             return
         parts, has_length = _head_lines(resp, keep)
-        if not has_length:
+        bodiless = _bodiless(resp.status)
+        if not has_length and not bodiless:
             parts += (b"content-length: ", b"%d" % len(resp.body), b"\r\n")
         parts.append(b"\r\n")
-        if not is_head:
+        if not is_head and not bodiless:
             parts.append(resp.body)
         t.write(b"".join(parts))
 
@@ -344,7 +345,9 @@ class HttpProtocol(asyncio.Protocol):
             self._write(t, resp, keep, head)
             return
         parts, has_length = _head_lines(resp, keep)
-        chunked = not has_length
+        if _bodiless(resp.status):
+            head = True  # a 204 or 304 ends with its head: a chunked body's last chunk would be read as the next answer
+        chunked = not has_length and not head
         if chunked:
             parts.append(b"transfer-encoding: chunked\r\n")
         parts.append(b"\r\n")
@@ -376,6 +379,11 @@ class HttpProtocol(asyncio.Protocol):
 
     def idle(self) -> bool:
         return self.task is None and self.reading_since is None
+
+
+def _bodiless(status: int) -> bool:
+    """An answer that never has a body (RFC 9112 §6.3): no content-length of ours, no chunks."""
+    return status == 204 or status == 304 or status < 200
 
 
 def _head_lines(resp: Response, keep: bool) -> tuple[list[bytes], bool]:

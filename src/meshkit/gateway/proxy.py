@@ -24,7 +24,14 @@ from meshkit.basis.errors import BadRequest, MeshkitError, MethodNotAllowed, Not
 from meshkit.gateway.accesslog import AccessLog
 from meshkit.gateway.aggregate import aggregate
 from meshkit.gateway.cache import ResponseCache, request_bypass, response_ttl
-from meshkit.gateway.fastpath import SPECIAL, FastPath, auth_not_configured, passed_on, rate_key
+from meshkit.gateway.fastpath import (
+    SPECIAL,
+    FastPath,
+    answer_length,
+    auth_not_configured,
+    passed_on,
+    rate_key,
+)
 from meshkit.gateway.forward import Forwarder
 from meshkit.gateway.messages import Request, Response, error_response
 from meshkit.gateway.metrics import GatewayMetrics
@@ -311,6 +318,7 @@ class Proxy(FastPath):
             return Response(r.status, [*headers, *((b"content-length", v) for k, v in r.headers
                                                    if k.lower() == b"content-length")],
                             stream=r.iter_body(), on_close=r.aclose), upstream, ""
+        headers = answer_length(method, r, headers)
         state = ""
         if primary is not None:
             state = "MISS"
