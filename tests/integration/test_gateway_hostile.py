@@ -229,3 +229,29 @@ async def test_a_final_1xx_from_the_upstream_is_a_bad_gateway(gw, prefix):
     # its connection for switched to another protocol.
     status, _, body = await get(gw.port, f"{prefix}/x/switch")
     assert status == 502 and orjson.loads(body)["error"]["reason"] == "upstream_failed"
+
+
+async def test_a_rate_limit_added_by_a_reload_applies(tmp_path):
+    # A gateway started without any rate-limited route had no limiter: a reload that added one
+    # answered 500 to every request on that route.
+    up = await serve(Echo().handle, "127.0.0.1", 0)
+    routes = tmp_path / "routes.yaml"
+    route = f"""routes:
+  - name: open
+    match: {{prefix: /o/}}
+    upstream: {{url: "http://127.0.0.1:{up.port}"}}
+"""
+    routes.write_text(route)
+    settings = GatewaySettings(host="127.0.0.1", port=0, admin_port=0, routes_file=routes,
+                               registry_url="memory://gw-hostile-rl", access_log=False, reload_interval=0)
+    g = await Gateway(settings, register=False).start()
+    try:
+        assert (await get(g.port, "/o/x"))[0] == 200
+        routes.write_text(route + "    rate_limit: {rate: 0.001, burst: 1}\n")
+        g.reload()
+        assert (await get(g.port, "/o/x"))[0] == 200
+        status, headers, _ = await get(g.port, "/o/x")
+        assert status == 429 and headers["ratelimit-limit"] == "1" and "retry-after" in headers
+    finally:
+        await g.stop(0.5)
+        await up.stop(0.2)

@@ -115,3 +115,85 @@ def test_unreadable_file_says_which_setting(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_routes(tmp_path / "missing.yaml")
     assert "GATEWAY_ROUTES_FILE" in info.value.message
+
+
+@pytest.mark.parametrize(("upstream", "problem"), [
+    ('{url: "http://127.0.0.1:70000"}', "port 70000 is not between 1 and 65535"),
+    ('{url: "http://127.0.0.1:0/base"}', "port 0 is not between 1 and 65535"),
+    ('{url: "https://api.example.com"}', "plain HTTP to upstreams"),
+])
+def test_an_upstream_url_that_cannot_work_is_refused_with_its_line(upstream, problem):
+    # A port out of range passed validation and failed while the table was built: at start-up a
+    # bare ValueError, on a reload an exception that ended the file watcher (no reload after it).
+    # https:// was accepted and spoken to in plain text.
+    err = refused(f"""routes:
+  - name: a
+    match: {{path: /a}}
+    upstream: {upstream}
+""")
+    assert err.message.startswith("routes.yaml:4: routes[0].upstream: ") and problem in err.message
+
+
+def test_an_aggregate_part_url_is_checked_like_an_upstream_url():
+    err = refused("""routes:
+  - name: a
+    match: {path: "/a/{id}"}
+    aggregate:
+      parts:
+        one: {url: "not a url", path: "/x/{id}"}
+""")
+    assert err.message.startswith("routes.yaml:6: routes[0].aggregate.parts.one: ") and "http://host" in err.message
+
+
+@pytest.mark.parametrize(("match", "template", "problem"), [
+    ('{path: "/items/{id}"}', "/v2/items/{idd}", "{idd} in '/v2/items/{idd}' is not a parameter of the route's "
+                                                 "match (its parameters: {id})"),
+    ('{prefix: /items/}', "/v2/{id}", "(its parameters: none)"),
+    ('{path: "/items/{id}"}', "/v2/items/{id", "is not a valid path template"),
+    ('{path: "/items/{id}"}', "/v2/items/{id!r}", "{id!r} in"),
+    ('{path: "/items/{id}"}', "/v2/{id.__class__}", "is not a parameter"),
+])
+def test_a_rewrite_template_that_cannot_be_filled_is_refused_with_its_line(match, template, problem):
+    # At request time a typo gave an empty segment ("/v2/items/"), an unbalanced brace a 500 to
+    # every request (and, on the task-free path, a bulkhead slot never given back).
+    err = refused(f"""routes:
+  - name: a
+    match: {match}
+    upstream: {{service: a}}
+    rewrite:
+      path: "{template}"
+""")
+    assert err.message.startswith("routes.yaml:6: routes[0].rewrite.path: ") and problem in err.message, err.message
+
+
+def test_a_template_using_the_match_parameters_is_accepted():
+    spec = parse_routes("""routes:
+  - name: a
+    match: {path: "/items/{id}/{rest...}"}
+    upstream: {service: a}
+    rewrite: {path: "/v2/{id}/files/{rest}?braces={{x}}"}
+  - name: b
+    match: {path: "/p/{id}"}
+    aggregate:
+      parts:
+        user: {service: users, path: "/users/{id}"}
+""")
+    assert [r.name for r in spec.routes] == ["a", "b"]
+    err = refused("""routes:
+  - name: b
+    match: {path: "/p/{id}"}
+    aggregate:
+      parts:
+        user: {service: users, path: "/users/{user_id}"}
+""")
+    assert err.message.startswith("routes.yaml:6: routes[0].aggregate.parts.user.path: ")
+
+
+def test_a_fallback_status_must_be_a_final_http_status():
+    err = refused("""routes:
+  - name: a
+    match: {path: /a}
+    upstream: {service: a}
+    fallback: {status: 99999}
+""")
+    assert err.message.startswith("routes.yaml:5: routes[0].fallback.status: ")

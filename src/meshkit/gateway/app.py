@@ -138,7 +138,9 @@ class Gateway:
             if s.jwks_url:
                 # Tokens the SSO revokes (logout, reuse, disabled user) are refused within the bus latency.
                 self._revocations = asyncio.get_running_loop().create_task(self._follow_revocations())
-        if self.limiter is None and any(r.rate for r in table.routes):
+        if self.limiter is None:
+            # Always (a backend connects on its first hit): a reload may add a rate-limited route,
+            # which without a limiter answered 500 to every request.
             from meshkit.gateway.security import open_rate_limiter
 
             self.limiter = open_rate_limiter(s.rate_limit_url)

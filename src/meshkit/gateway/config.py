@@ -86,6 +86,20 @@ class Match(_Model):
         return v.lower() if v else v
 
 
+_URL = re.compile(r"^http://[^/:]+(:\d+)?(/.*)?$")
+
+
+def _check_url(url: str) -> None:
+    if url.startswith("https://"):
+        raise ValueError(f"url {url!r}: the gateway speaks plain HTTP to upstreams (no TLS client), so "
+                         "https:// would send plain text to a TLS port; use http:// on a private network")
+    m = _URL.match(url)
+    if not m:
+        raise ValueError(f"url {url!r} must look like http://host:port[/base]")
+    if m.group(1) and not 0 < int(m.group(1)[1:]) <= 65535:
+        raise ValueError(f"url {url!r}: port {m.group(1)[1:]} is not between 1 and 65535")
+
+
 class Canary(_Model):
     """Send ``percent`` % of requests to instances of ``version``; ``sticky`` keeps a caller on one side."""
 
@@ -108,8 +122,8 @@ class Upstream(_Model):
     def _one_of(self) -> Upstream:
         if (self.service is None) == (self.url is None):
             raise ValueError("give exactly one of 'service' and 'url'")
-        if self.url is not None and not re.match(r"^https?://[^/:]+(:\d+)?(/.*)?$", self.url):
-            raise ValueError(f"url {self.url!r} must look like http://host:port[/base]")
+        if self.url is not None:
+            _check_url(self.url)
         if self.url is not None and (self.version or self.canary):
             raise ValueError("'version' and 'canary' need a service, not a static url")
         return self
@@ -177,7 +191,7 @@ class Fault(_Model):
 class Fallback(_Model):
     """A static answer when the upstream fails and nothing is cached."""
 
-    status: int = 200
+    status: int = Field(default=200, ge=200, le=599)
     body: Any = None
     content_type: str | None = None
 
@@ -205,6 +219,8 @@ class Part(_Model):
     def _one_of(self) -> Part:
         if (self.service is None) == (self.url is None):
             raise ValueError("give exactly one of 'service' and 'url'")
+        if self.url is not None:
+            _check_url(self.url)
         return self
 
 

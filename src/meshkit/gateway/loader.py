@@ -8,6 +8,7 @@ pattern error maps back to the line a person has to fix.
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
 from typing import Any
 
@@ -109,13 +110,46 @@ def parse_routes(text: str, source: str = "<routes>") -> RoutesFile:
                               reason="invalid_routes", details={"file": source, "line": line})
         seen[route.name] = line
         try:
-            compile_entry(None, i, path=route.match.path, prefix=route.match.prefix)
+            entry = compile_entry(None, i, path=route.match.path, prefix=route.match.prefix)
         except PatternError as exc:
             key = "path" if route.match.path is not None else "prefix"
             mline = lines.get(("routes", i, "match", key), lines.get(("routes", i, "match"), line))
             raise ConfigError(f"{source}:{mline}: routes[{i}].match.{key}: {exc}", reason="invalid_routes",
                               details={"file": source, "line": mline}) from None
+        for loc, template in _templates(i, route):
+            problem = _template_problem(template, entry.params)
+            if problem:
+                tline = _line(lines, loc)
+                raise ConfigError(f"{source}:{tline}: {_where(loc)}: {problem}", reason="invalid_routes",
+                                  details={"file": source, "line": tline})
     return routes
+
+
+def _templates(i: int, route) -> list[tuple[Loc, str]]:
+    """The paths of a route filled from its match's parameters: ``rewrite.path``, each aggregate part's."""
+    out: list[tuple[Loc, str]] = []
+    if route.rewrite is not None and route.rewrite.path is not None:
+        out.append((("routes", i, "rewrite", "path"), route.rewrite.path))
+    if route.aggregate is not None:
+        out += [(("routes", i, "aggregate", "parts", name, "path"), part.path)
+                for name, part in route.aggregate.parts.items()]
+    return out
+
+
+def _template_problem(template: str, params: tuple[str, ...]) -> str | None:
+    """Why ``template`` cannot be filled from ``params`` (checked here: at request time it was a 500
+    for every request, or a silently empty segment), or ``None``."""
+    have = ", ".join(f"{{{p}}}" for p in params) or "none"
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError as exc:
+        return f"{template!r} is not a valid path template ({exc}); write parameters as {{name}}, braces as {{{{ }}}}"
+    for name, spec, conv in fields:
+        if name not in params or spec or conv:
+            return (f"{{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}} in {template!r} is not a "
+                    f"parameter of the route's match (its parameters: {have})")
+    return None
 
 
 def load_routes(path: str | Path) -> RoutesFile:
