@@ -192,3 +192,33 @@ async def test_a_replay_skips_unreadable_messages(bus):
 
     assert await bus.replay(subject, collect) == 2
     assert got == [1, 2]
+
+
+async def test_a_handler_whose_pattern_or_ack_wait_changed_updates_its_durable_consumer(bus, nats_server):
+    # Before: an existing durable kept the filter and ack_wait it was created with: the events
+    # of the subjects the new pattern added never came, and nothing said so.
+    t = tag()
+    old = Bus(nats_server, source="faulttest")
+    old.subscribe(f"faulttest.widen.{t}.a", _ignore, durable=f"widen-{t}", ack_wait=30.0)
+    await old.start()
+    await old.close()
+    got: list[int] = []
+    new = Bus(nats_server, source="faulttest")
+
+    @new.handler(f"faulttest.widen.{t}.*", durable=f"widen-{t}", ack_wait=12.0)
+    async def handle(event: Envelope) -> None:
+        got.append(event.data.n)
+
+    await new.start()
+    try:
+        await bus.publish(Poked(n=1), subject=f"faulttest.widen.{t}.a")
+        await bus.publish(Poked(n=2), subject=f"faulttest.widen.{t}.b")
+        await until(lambda: sorted(got) == [1, 2], 10.0)
+        info = await bus.js.consumer_info("FAULTTEST", f"widen-{t}")
+        assert info.config.filter_subject == f"faulttest.widen.{t}.*" and info.config.ack_wait == 12.0
+    finally:
+        await new.close()
+
+
+async def _ignore(event: Envelope) -> None:
+    return None

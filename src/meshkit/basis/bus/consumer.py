@@ -369,13 +369,25 @@ class Consumer:
 
 
 async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> None:
-    """Create the durable consumer unless it exists (an existing one keeps its position)."""
+    """Create the durable consumer unless it exists.
+
+    An existing one keeps its position and where it started, and takes the subject
+    filter, ``ack_wait`` and ``max_ack_pending`` of ``config`` when the code changed them
+    (a handler's new pattern would otherwise never see the subjects it added).
+    """
     try:
-        await js.consumer_info(stream, config.durable_name)
-        return
+        info = await js.consumer_info(stream, config.durable_name)
     except NotFoundError:
-        pass
-    await js.add_consumer(stream, config)
+        await js.add_consumer(stream, config)
+        return
+    have = info.config
+    wanted = (config.filter_subject, config.ack_wait, config.max_ack_pending)
+    if (have.filter_subject, have.ack_wait, have.max_ack_pending) == wanted:
+        return
+    logger.info("consumer %s: updating its filter/ack_wait/max_ack_pending from %s to %s", config.durable_name,
+                (have.filter_subject, have.ack_wait, have.max_ack_pending), wanted)
+    have.filter_subject, have.ack_wait, have.max_ack_pending = wanted
+    await js.add_consumer(stream, have)  # create-or-update: the same name with a changed config
 
 
 __all__ = [
