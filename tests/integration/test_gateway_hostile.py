@@ -78,6 +78,12 @@ async def gw(tmp_path):
     match: {{prefix: /rl/}}
     upstream: {{url: "http://127.0.0.1:{up.port}"}}
     rate_limit: {{rate: 0.001, burst: 1, key: ip}}
+  - name: admin-host
+    match: {{prefix: /h/, host: admin.example.com}}
+    upstream: {{url: "http://127.0.0.1:{up.port}/admin"}}
+  - name: any-host
+    match: {{prefix: /h/}}
+    upstream: {{url: "http://127.0.0.1:{up.port}/public"}}
   - name: echo-stream
     match: {{prefix: /se/}}
     upstream: {{url: "http://127.0.0.1:{up.port}"}}
@@ -255,3 +261,43 @@ async def test_a_rate_limit_added_by_a_reload_applies(tmp_path):
     finally:
         await g.stop(0.5)
         await up.stop(0.2)
+
+
+async def test_two_host_headers_are_refused(gw):
+    # RFC 9112 §3.2: a proxy in front may route by the first, the gateway routed by the last.
+    status, _, body = await get(gw.port, "/h/x", "Host: admin.example.com", "Host: shop.example")
+    assert status == 400 and orjson.loads(body)["error"]["reason"] == "bad_host"
+    assert gw.echo.calls == 0
+
+
+async def test_an_absolute_form_target_names_the_host(gw):
+    # RFC 9112 §3.2.2: the target's host replaces the Host header. It was ignored (routed by the
+    # Host header).
+    out = await exchange(gw.port, b"GET http://admin.example.com/h/x?a=1 HTTP/1.1\r\nHost: shop.example\r\n"
+                                  b"Connection: close\r\n\r\n")
+    seen = orjson.loads(answer(out)[2])
+    assert seen["target"] == "/admin/h/x?a=1" and ["x-forwarded-host", "admin.example.com"] in seen["headers"]
+    out = await exchange(gw.port, b"GET http://user@admin.example.com/h/x HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer(out)[0] == 400
+
+
+async def test_a_get_with_a_body_is_not_cached(gw):
+    # The cache key does not cover a body; an upstream that reads one ("fat GET") would have its
+    # answer to it served to everyone else.
+    out = await exchange(gw.port, b"GET /c/fat HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n"
+                                  b"Connection: close\r\n\r\nevil!")
+    assert orjson.loads(answer(out)[2])["body"] == 5
+    _, headers, body = await get(gw.port, "/c/fat")
+    assert headers["x-cache"] == "MISS" and orjson.loads(body)["body"] == 0
+
+
+async def test_headers_that_override_method_path_or_client_address_are_not_forwarded(gw):
+    # A GET allowed on a public route must not reach the upstream as a DELETE, nor as another path.
+    spoof = ("X-HTTP-Method-Override: DELETE", "X-HTTP-Method: DELETE", "X-Method-Override: DELETE",
+             "X-Original-URL: /admin", "X-Rewrite-URL: /admin", "X-Real-IP: 10.0.0.1", "True-Client-IP: 10.0.0.1",
+             "X-Client-IP: 10.0.0.1", "X-Forwarded-Prefix: /admin", "X-Forwarded-Port: 443",
+             "X-Forwarded-Server: intranet")
+    status, _, body = await get(gw.port, "/e/x", *spoof, "X-Kept: yes")
+    names = {k for k, _ in orjson.loads(body)["headers"]}
+    assert status == 200 and "x-kept" in names
+    assert not names & {h.split(":")[0].lower() for h in spoof}, names

@@ -51,6 +51,11 @@ SPECIAL = frozenset({
     b"host", b"content-length", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded",
     b"x-request-id", b"traceparent", b"x-deadline-ms", b"authorization", b"x-api-key", b"origin",
     b"proxy-authorization", b"access-control-request-method",
+    # Many frameworks let these override the method or path the gateway routed and authorised
+    # (a GET on a public route acting as a DELETE), or take the client address from them.
+    b"x-http-method-override", b"x-http-method", b"x-method-override", b"x-original-url", b"x-rewrite-url",
+    b"x-real-ip", b"true-client-ip", b"x-client-ip", b"x-forwarded-port", b"x-forwarded-prefix",
+    b"x-forwarded-server",
 }) | _IDENTITY
 #: Upstream answer headers not passed to the client.
 DROP_ANSWER = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"x-request-id",

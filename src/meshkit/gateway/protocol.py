@@ -202,9 +202,23 @@ class HttpProtocol(asyncio.Protocol):
         p = self.parser
         url = self._url
         if url[:1] != b"/":
-            # absolute-form ("http://host/path") or "*": keep the path only
+            # absolute-form ("http://host/path?q") or "*". The target's host is the request's host
+            # (RFC 9112 §3.2.2): it replaces any Host header, else a proxy in front routing by the
+            # one and the gateway by the other would disagree on where the request goes.
             if url.startswith((b"http://", b"https://")):
-                url = b"/" + url.split(b"/", 3)[3] if url.count(b"/") >= 3 else b"/"
+                rest = url.split(b"://", 1)[1]
+                end = len(rest)
+                for sep in b"/?":
+                    i = rest.find(sep)
+                    if 0 <= i < end:
+                        end = i
+                authority, url = rest[:end], rest[end:]
+                if not authority or b"@" in authority:
+                    raise _Reject(BadRequest("request target must name a host (and no user)"))
+                if url[:1] != b"/":
+                    url = b"/" + url
+                self._headers = [h for h in self._headers if h[0] != b"host"]
+                self._headers.append((b"host", authority))
             else:
                 raise _Reject(BadRequest("request target must be a path"))
         path, _, query = url.partition(b"?")

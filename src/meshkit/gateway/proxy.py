@@ -41,6 +41,9 @@ from meshkit.gateway.table import RouteRuntime, RouteTable
 
 _SPECIAL = SPECIAL
 _GET_HEAD = frozenset({"GET", "HEAD"})
+#: Stands for the Host of a request that sent two: refused before routing (RFC 9112 §3.2), since
+#: the gateway and whatever is in front of it could each route by another of them.
+_TWO_HOSTS = b"\x00two Host headers"
 # Ids need to be unique, not secret: a Mersenne Twister draw costs far less than a getrandom syscall.
 _bits = random.getrandbits
 
@@ -103,7 +106,7 @@ class Proxy(FastPath):
             if k not in _SPECIAL:
                 fwd.append((k, v))
             elif k == b"host":
-                host = v
+                host = v if host is None else _TWO_HOSTS
             elif k == b"authorization":
                 authz = v
                 fwd.append((k, v))
@@ -191,6 +194,8 @@ class Proxy(FastPath):
                answer_headers: list[tuple[bytes, bytes]]) -> tuple[RouteRuntime, dict, Response | None]:
         """Match the route, apply CORS and the body limit: ``(route, params, preflight answer or None)``."""
         path = req.path
+        if host is _TWO_HOSTS:
+            raise BadRequest("a request has one Host header, this one has more", reason="bad_host")
         if "/." in path or "%" in path or "\\" in path:
             if _bad_path(path):
                 raise BadRequest("path segments '.' and '..' are not allowed", reason="bad_path")
@@ -256,6 +261,8 @@ class Proxy(FastPath):
         store = False
         if cache is not None and method in _GET_HEAD:
             lookup, store = request_bypass(req.headers)
+            if req.body:  # a GET with a body: the key does not cover what the upstream may read from it
+                store = False
             subject = identity.subject if (route.auth and identity is not None) else None
             # The Host goes upstream (x-forwarded-host), where it may end up in the answer
             # (absolute links, redirects): an answer made for one Host must not serve another.
