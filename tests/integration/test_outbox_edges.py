@@ -4,6 +4,7 @@ events too large for NATS, poison messages in a projection's stream, a rebuild r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from typing import ClassVar
@@ -11,7 +12,7 @@ from typing import ClassVar
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, delete, insert, select
 
-from meshkit.basis.bus import Bus, Envelope, Event, list_dead_letters
+from meshkit.basis.bus import Bus, Envelope, Event, list_dead_letters, replay_dead_letter
 from meshkit.basis.errors import PayloadTooLarge
 from meshkit.basis.outbox import Outbox, Relay, tables_for
 from meshkit.basis.outbox.testing import create_tables
@@ -120,6 +121,38 @@ async def test_a_poison_message_in_a_projection_stream_is_dead_lettered_and_skip
     finally:
         await projection.stop()
 
+
+async def test_a_failing_projection_event_is_dead_lettered_with_the_subject_it_came_on(db, bus):
+    # Before: the letter named the event's type as its subject; events published on a subject of
+    # their own (Outbox.add(subject=...)) were replayed to the type's subject, past the projection.
+    sessions = session_factory(db)
+    t = tag()
+    subject = f"edgetest.{t}.custom"
+    await bus.ensure_for(subject)
+    broken = True
+    seen: list[str] = []
+
+    async def apply(env: Envelope, session) -> None:
+        if broken and env.data.text == "bad":
+            raise ValueError("cannot apply")
+        seen.append(env.data.text)
+
+    await bus.publish(Noted(text="bad"), subject=subject)
+    projection = Projection(f"subj-{t}", subject, apply, sessions=sessions, bus=bus, prefix="edgetest",
+                            holder="h", max_failures=2)
+    try:
+        for _ in range(3):
+            with contextlib.suppress(ValueError):
+                await projection.run_once(wait=0.5)
+        [letter] = await list_dead_letters(bus.js, consumer=projection.durable)
+        assert letter.subject == subject and letter.event_id
+        broken = False
+        await replay_dead_letter(bus.js, letter.seq)
+        for _ in range(3):
+            await projection.run_once(wait=0.5)
+        assert seen == ["bad"]
+    finally:
+        await projection.stop()
 
 notes_md = MetaData()
 notes = Table("edgetest_notes", notes_md, Column("id", Integer, primary_key=True, autoincrement=True),

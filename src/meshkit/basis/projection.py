@@ -100,6 +100,7 @@ class Projection:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._failures = 0
+        self._subjects: dict[int, str] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -166,6 +167,7 @@ class Projection:
                 await self._drop_subscription()
             return 0
         envelopes = []
+        self._subjects = {m.metadata.sequence.stream: m.subject for m in msgs}  # where a dead letter goes back to
         for msg in msgs:
             try:
                 env = Envelope.from_json(msg.data)
@@ -225,7 +227,7 @@ class Projection:
             except _Stale:
                 return
             except Exception as exc:
-                await self._dead_letter(env.type, env.stream_seq, exc, env, None)
+                await self._dead_letter(self._subjects.get(env.stream_seq, env.type), env.stream_seq, exc, env, None)
                 try:
                     async with transaction(self.sessions) as session:
                         await self._hold(session)
