@@ -124,6 +124,7 @@ async def test_a_hung_handler_times_out_fails_its_deliveries_and_frees_the_consu
         await consumer.close()
 
 
+@pytest.mark.timing  # a loop starved for ack_wait (1.5 s) would miss a +WPI
 async def test_events_waiting_behind_a_slow_handler_are_not_redelivered_to_another_instance(bus, nats_server):
     # Each event takes 0.4 s, a fetched batch of them longer than ack_wait (1.5 s). Before,
     # the server took the ones still waiting in the first instance's hands for lost and
