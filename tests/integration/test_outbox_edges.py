@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, delete, insert, select
 
 from meshkit.basis.bus import Bus, Envelope, Event, list_dead_letters, replay_dead_letter
-from meshkit.basis.errors import PayloadTooLarge
+from meshkit.basis.errors import PayloadTooLarge, Unavailable
 from meshkit.basis.outbox import Outbox, Relay, tables_for
 from meshkit.basis.outbox.testing import create_tables
 from meshkit.basis.projection import Projection
@@ -151,6 +151,35 @@ async def test_a_failing_projection_event_is_dead_lettered_with_the_subject_it_c
         for _ in range(3):
             await projection.run_once(wait=0.5)
         assert seen == ["bad"]
+    finally:
+        await projection.stop()
+
+async def test_an_unavailable_database_never_gets_an_event_dead_lettered_or_skipped(db, bus):
+    # Before: max_failures rounds failing on an unavailable database (or whatever apply needs)
+    # made the projection dead-letter the first event of the batch and move its checkpoint past it.
+    sessions = session_factory(db)
+    t = tag()
+    subject = f"edgetest.{t}.down"
+    await bus.ensure_for(subject)
+    outage = 7
+    seen: list[str] = []
+
+    async def apply(env: Envelope, session) -> None:
+        nonlocal outage
+        if outage:
+            outage -= 1
+            raise Unavailable("the database is busy or unreachable; retry shortly", reason="database_unavailable")
+        seen.append(env.data.text)
+
+    await bus.publish(Noted(text="innocent"), subject=subject)
+    projection = Projection(f"down-{t}", subject, apply, sessions=sessions, bus=bus, prefix="edgetest",
+                            holder="h", max_failures=2)
+    try:
+        for _ in range(10):
+            with contextlib.suppress(Unavailable):
+                await projection.run_once(wait=0.5)
+        assert seen == ["innocent"]
+        assert await list_dead_letters(bus.js, consumer=projection.durable) == []
     finally:
         await projection.stop()
 

@@ -26,8 +26,10 @@ A batch locks the checkpoint row first, and so does a rebuild: on PostgreSQL a
 rebuild waits for the batch in flight (and then empties its rows too) or the
 batch waits for the rebuild (and then finds the checkpoint moved and applies
 nothing) — a rebuild never loses the events before it. An event that keeps
-failing is dead-lettered after ``max_failures`` and skipped; a message that is
-not an event envelope at all is dead-lettered and skipped at once.
+failing is dead-lettered after ``max_failures`` and skipped (an
+:class:`~meshkit.basis.errors.Unavailable` — the database away — is retried
+without counting); a message that is not an event envelope at all is
+dead-lettered and skipped at once.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from meshkit.basis.bus.bus import Bus
 from meshkit.basis.bus.envelope import Envelope
 from meshkit.basis.bus.streams import DLQ_PREFIX, stream_for
-from meshkit.basis.errors import MeshkitError
+from meshkit.basis.errors import MeshkitError, Unavailable
 from meshkit.basis.outbox.lease import Lease
 from meshkit.basis.outbox.sql import insert_ignore
 from meshkit.basis.outbox.tables import tables_for
@@ -184,8 +186,10 @@ class Projection:
             await self._drop_subscription()
             return 0
         except Exception as exc:
-            self._failures += 1
             await self._drop_subscription()
+            if isinstance(exc, Unavailable):  # the database (or what apply needs) is away: no event's fault
+                raise
+            self._failures += 1
             if self._failures >= self.max_failures and envelopes:
                 await self._apply_one_by_one(envelopes, exc)
                 return 0
@@ -226,6 +230,8 @@ class Projection:
                 await self._apply_batch([env])
             except _Stale:
                 return
+            except Unavailable:  # not this event's fault: try again later, skip nothing
+                raise
             except Exception as exc:
                 await self._dead_letter(self._subjects.get(env.stream_seq, env.type), env.stream_seq, exc, env, None)
                 try:
