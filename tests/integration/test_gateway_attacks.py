@@ -192,6 +192,7 @@ def attacks(rsa: TokenIssuer, ed: TokenIssuer) -> dict[str, tuple[str, str]]:
         "HS256 signed with the RSA public key": (f"{hs_input}.{b64url(hs_sig)}", "'HS256' is not accepted"),
         "RS256 header on an EdDSA key": (rsa.sign(claims, headers={"kid": ed.kid}), "is for EdDSA"),
         "unknown kid": (TokenIssuer("EdDSA", kid="ghost").token("alice"), "unknown signing key 'ghost'"),
+        "unknown kid outside Latin-1": (TokenIssuer("EdDSA", kid="\u674e\r\n").token("alice"), "unknown signing key"),
         "no kid": (_raw({"alg": "EdDSA"}, claims, b"x" * 64), "no 'kid'"),
         "known kid, foreign key": (rogue.token("alice", roles=["admin"]), bad_sig),
         "attacker's key embedded in the header": (
@@ -211,6 +212,15 @@ def attacks(rsa: TokenIssuer, ed: TokenIssuer) -> dict[str, tuple[str, str]]:
         "header not an object": (f"{b64url(b'[1]')}.{p}.{sig}", malformed),
         "garbage": ("not-a-token", malformed),
         "oversized": (f"{h}.{b64url(b'x' * 9000)}.{sig}", "too long"),
+        # Signed, but the identity headers cannot carry them as they are: the upstream would read
+        # two roles ("reader", "admin"), a trimmed "admin", a forged header line, or "?".
+        "role with a comma": (rsa.token("alice", roles=["reader,admin"]), "cannot be passed on"),
+        "role with a leading space": (rsa.token("alice", roles=[" admin", "user"]), "cannot be passed on"),
+        "permission with a comma (scope)": (rsa.sign({**claims, "scope": "orders:read,orders:write"}),
+                                            "cannot be passed on"),
+        "subject with CR LF": (rsa.token("alice\r\nx-meshkit-roles: admin"), "cannot be passed on"),
+        "subject outside Latin-1": (rsa.token("\u674e"), "cannot be passed on"),
+        "tenant with a control character": (rsa.token("alice", tenant="acme\x00"), "cannot be passed on"),
     }
 
 

@@ -124,3 +124,15 @@ def test_bad_key_files_are_refused_with_the_entry_named(tmp_path, entries, probl
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot be read"):
         FileApiKeys(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("grants", [{"roles": ["partner,admin"]}, {"permissions": [" catalog:write"]},
+                                    {"subject": "acme\r\nx-meshkit-roles: admin"}, {"tenant": "\u674e"}])
+async def test_a_key_whose_grants_a_header_cannot_carry_is_refused(tmp_path, grants):
+    # Joined into x-meshkit-roles, "partner,admin" reaches the upstream as two roles.
+    path = tmp_path / "keys.yaml"
+    write(path, [{"id": "k1", "sha256": hash_key("mk_k1"), "subject": "partner-acme", **grants}])
+    auth = Authenticator(api_keys_file=str(path))
+    with pytest.raises(Unauthorized) as info:
+        await auth.authenticate(None, "mk_k1")
+    assert "cannot be passed on" in info.value.message

@@ -36,6 +36,15 @@ def test_azp_does_not_make_a_service():
     ({"sub": "u", "scope": ["a"]}, "'scope' must be"),
     ({"sub": "u", "client_kind": "apikey"}, "client_kind"),
     ({"sub": "u", "jti": 5}, "'jti' must be a string"),
+    ({"sub": "u", "roles": ["reader,admin"]}, "'roles' value 'reader,admin' cannot be passed on"),
+    ({"sub": "u", "roles": ["admin "]}, "'roles' value 'admin ' cannot be passed on"),
+    ({"sub": "u", "roles": [""]}, "'roles' value '' cannot be passed on"),
+    ({"sub": "u", "permissions": ["a\nb"]}, "'permissions' value"),
+    ({"sub": "u", "scope": "a,b c"}, "'scope' value 'a,b'"),
+    ({"sub": " u"}, "'sub' value ' u'"),
+    ({"sub": "\u674e"}, "'sub' value"),
+    ({"sub": "u", "tenant": "t\x85"}, "'tenant' value"),
+    ({"sub": "u", "jti": "j\r"}, "'jti' value"),
 ])
 def test_malformed_claims_invalidate_the_token(claims, problem):
     with pytest.raises(TokenError, match=problem):
@@ -108,3 +117,8 @@ def test_revocation_list_is_bounded():
 def test_challenge_quotes_safely():
     assert challenge() == 'Bearer realm="meshkit"'
     assert challenge("invalid_token", 'say "hi"') == 'Bearer realm="meshkit", error="invalid_token", error_description="say \'hi\'"'
+
+
+def test_latin1_values_pass_as_they_are():
+    ident = identity_from_claims({"sub": "jos\u00e9", "roles": ["r\u00e9dacteur"], "tenant": "caf\u00e9"})
+    assert ident.subject == "jos\u00e9" and ident.roles == {"r\u00e9dacteur"}

@@ -28,7 +28,7 @@ from meshkit.basis.errors import ConfigError, Unavailable
 from meshkit.gateway.security.apikeys import ApiKeySource, FileApiKeys
 from meshkit.gateway.security.cache import TokenCache
 from meshkit.gateway.security.challenge import credential_required, invalid_token, missing_grants
-from meshkit.gateway.security.claims import identity_from_claims
+from meshkit.gateway.security.claims import header_problem, identity_from_claims
 from meshkit.gateway.security.jwks import Fetch, JwksSource
 from meshkit.gateway.security.revocation import RevocationList, follow
 from meshkit.gateway.security.tokens import TokenError, TokenVerifier, UnknownKid
@@ -154,6 +154,12 @@ class Authenticator:
             raise invalid_token("unknown API key")
         if record.expires is not None and self._clock() >= record.expires:
             raise invalid_token("API key has expired")
+        problem = (header_problem("subject", record.subject) or header_problem("roles", items=record.roles)
+                   or header_problem("permissions", items=record.permissions)
+                   or header_problem("tenant", record.tenant or "") or header_problem("id", record.key_id or ""))
+        if problem:  # what the upstream would read is not what the key grants: refuse rather than pass it on
+            log.error("API key %s refused: its %s", record.key_id, problem)
+            raise invalid_token("API key's grants cannot be passed on; see the gateway's log")
         return Identity(subject=record.subject, roles=record.roles, permissions=record.permissions,
                         token_id=record.key_id, tenant=record.tenant, kind="apikey")
 

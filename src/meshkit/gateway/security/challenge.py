@@ -15,8 +15,10 @@ REALM = "meshkit"
 
 
 def _quote(value: str) -> str:
-    # A quoted-string may not hold '"' or '\'; descriptions are ours, but be safe.
-    return value.replace("\\", "").replace('"', "'")
+    # A quoted-string may not hold '"' or '\'. Descriptions quote what a token says (its 'kid',
+    # 'alg', claims): anything but printable ASCII becomes '?' (a 'kid' outside Latin-1 made the
+    # header unencodable: a 500 and a logged traceback for anyone who sent one).
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else ("'" if c == '"' else "?") for c in value)
 
 
 def challenge(error: str | None = None, description: str | None = None, scope: str | None = None) -> str:
