@@ -173,3 +173,23 @@ async def test_a_client_gone_before_its_body_ended_claims_nothing(store):
     async with client(service) as http:
         retry = await http.post("/orders", content=b'{"a":1}', headers={"idempotency-key": "cut"})
     assert retry.status_code == 201 and calls == [b'{"a":1}']
+
+
+async def test_a_try_again_answer_is_not_stored(store):
+    # Before: a 429 (or 408, 425) is below 500 and was stored: every retry with the key got it back.
+    calls: list[int] = []
+
+    async def create(request):
+        calls.append(1)
+        if len(calls) == 1:  # an answer of its own (a raised error frees the key on the way out anyway)
+            return json_response({"error": {"reason": "rate_limited"}}, status=429, headers={"retry-after": "1"})
+        return json_response({"n": len(calls)}, status=201)
+
+    settings = ServiceSettings(name="idem", access_log=False, request_metrics=False)
+    service = Service(settings, routes=[Route("/orders", create, methods=["POST"])], middleware=[idempotency(store)])
+    async with client(service) as http:
+        first = await http.post("/orders", content=b"x", headers={"idempotency-key": "throttled"})
+        retry = await http.post("/orders", content=b"x", headers={"idempotency-key": "throttled"})
+        again = await http.post("/orders", content=b"x", headers={"idempotency-key": "throttled"})
+    assert first.status_code == 429 and retry.status_code == 201 and retry.json() == {"n": 2}
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true" and len(calls) == 2

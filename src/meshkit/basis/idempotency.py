@@ -14,7 +14,8 @@ For a request with the header (methods ``POST`` by default):
 - same key while the first is still running: waits up to ``wait`` seconds for
   it to finish and replays its answer, else 409 ``idempotency_in_progress``
   (with ``Retry-After``);
-- a 5xx answer or an exception frees the key (the client may retry); a key whose
+- a 5xx answer, one that says "not now" (408, 425, 429) or an exception frees the
+  key (the client may retry, and its retry runs); a key whose
   first request died without answering is free again after ``lock_timeout``
   (keep it above the longest request: a request still running then has lost its
   claim, and its answer is neither stored nor frees the key of the one that took it over);
@@ -51,6 +52,8 @@ from meshkit.basis.storage import transaction
 
 HEADER = b"idempotency-key"
 REPLAYED = b"idempotent-replayed"
+#: Answers below 500 that say the request was not done and may be sent again: never stored.
+_TRY_AGAIN = frozenset({408, 425, 429})
 #: Response headers never stored: they belong to the request that produced them.
 _PER_REQUEST = {b"x-request-id", b"traceparent", b"date", b"server", b"content-length", b"connection"}
 
@@ -256,7 +259,7 @@ class IdempotencyMiddleware:
         except BaseException:
             await self.store.abandon(key, claim)
             raise
-        if 0 < status < 500:
+        if 0 < status < 500 and status not in _TRY_AGAIN:
             await self.store.complete(key, Stored(status, headers, b"".join(chunks)), claim)
         else:
             await self.store.abandon(key, claim)
