@@ -39,6 +39,8 @@ from meshkit.basis.bus import Event
 
 #: Writers in the concurrent group: producer tasks on the meshkit side, publisher tasks on the raw side.
 CONCURRENCY = 8
+#: The steady rate (events/s, one writer) of the latency group: well below every side's peak.
+PACE = 200
 PG_DSN = os.environ.get("MESHKIT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -168,8 +170,17 @@ async def _side_by_side(
             child.kill()
 
 
-async def _writers(n: int, concurrency: int, one: Any) -> None:
-    """``one(i)`` for i in 0..n-1: in order, or from ``concurrency`` tasks at once (as concurrent requests would)."""
+async def _writers(n: int, concurrency: int, one: Any, pace: float | None = None) -> None:
+    """``one(i)`` for i in 0..n-1: in order, or from ``concurrency`` tasks at once (as concurrent requests would);
+    with ``pace``, one writer starting event i at i / pace seconds (a steady load, for latency)."""
+    if pace is not None:
+        start = time.perf_counter()
+        for i in range(n):
+            delay = start + i / pace - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await one(i)
+        return
     if concurrency == 1:
         for i in range(n):
             await one(i)
@@ -182,20 +193,20 @@ async def _writers(n: int, concurrency: int, one: Any) -> None:
     await asyncio.gather(*(writer(k) for k in range(concurrency)))
 
 
-async def _raw(url: str, n: int, concurrency: int = 1) -> tuple[float, list[float]]:
+async def _raw(url: str, n: int, concurrency: int = 1, pace: float | None = None) -> tuple[float, list[float]]:
     import nats
     import orjson
 
     nc = await nats.connect(url)
     js = nc.jetstream()
-    tag = f"c{concurrency}"
+    tag = f"c{concurrency}" if pace is None else "paced"
 
     async def one(i: int) -> None:
         body = orjson.dumps({"i": i, "t": time.time()})
         await js.publish(f"benchraw{tag}.e", body, headers={"Nats-Msg-Id": f"{tag}r{i}"})
 
     async def produce() -> None:
-        await _writers(n, concurrency, one)
+        await _writers(n, concurrency, one, pace)
 
     try:
         return await _side_by_side("raw", url, "", n, produce, tag)
@@ -204,7 +215,7 @@ async def _raw(url: str, n: int, concurrency: int = 1) -> tuple[float, list[floa
 
 
 async def _meshkit(
-    url: str, producer_db: str, consumer_db: str, n: int, concurrency: int = 1
+    url: str, producer_db: str, consumer_db: str, n: int, concurrency: int = 1, pace: float | None = None
 ) -> tuple[float, list[float]]:
     from meshkit.basis.bus import Bus
     from meshkit.basis.outbox import Outbox, Relay
@@ -226,7 +237,7 @@ async def _meshkit(
                 await outbox.add(session, Timed(i=i, t=time.time()), aggregate_id=f"a{i % 16}")
 
         async def produce() -> None:
-            await _writers(n, concurrency, one)
+            await _writers(n, concurrency, one, pace)
 
         try:
             return await _side_by_side("meshkit", url, consumer_db, n, produce)
@@ -352,8 +363,23 @@ def _pct(values: list[float], q: float) -> float:
 Row = tuple[str, float, float | None, float | None]
 
 
+async def _paced(url: str, tmp: Path, pg: tuple[str, str] | None, n: int) -> list[Row]:
+    """Latency at a steady PACE events/s from one writer, far from any side's peak: what a consumer waits."""
+    rows: list[Row] = []
+    elapsed, lat = await _raw(url, n, 1, PACE)
+    rows.append(("raw nats-py JetStream", n / elapsed, _pct(lat, 0.5), _pct(lat, 0.99)))
+    elapsed, lat = await _meshkit(url, f"sqlite+aiosqlite:///{tmp / 'producer-paced.db'}",
+                                  f"sqlite+aiosqlite:///{tmp / 'consumer-paced.db'}", n, 1, PACE)
+    rows.append(("meshkit outbox+inbox, SQLite", n / elapsed, _pct(lat, 0.5), _pct(lat, 0.99)))
+    if pg is not None:
+        elapsed, lat = await _meshkit(url, pg[0], pg[0], n, 1, PACE)
+        rows.append(("meshkit outbox+inbox, PostgreSQL", n / elapsed, _pct(lat, 0.5), _pct(lat, 0.99)))
+    return rows
+
+
 async def _run(n: int) -> list[list[Row]]:
-    """Two groups of rows: one writer (sequential), then CONCURRENCY writers on both sides."""
+    """Two groups of rows: one writer (sequential), then CONCURRENCY writers on both sides; then
+    the latency group (one writer at a steady PACE)."""
     from meshkit.basis.natsd import EmbeddedNats
 
     tmp = Path(tempfile.mkdtemp(prefix="meshkit-bench-events-"))
@@ -382,6 +408,7 @@ async def _run(n: int) -> list[list[Row]]:
                 rows.append(("  (producer transactions alone)", await _producer_alone(pg[0], n, c), None, None))
                 rows.append(("  (bare asyncpg, one commit per event)", await _bare(pg[0], n, c), None, None))
             groups.append(rows)
+        groups.append(await _paced(server.url, tmp, pg, min(n, 2 * PACE)))
     finally:
         if pg is not None:
             await _drop(pg[1])
@@ -398,6 +425,7 @@ def main(argv: list[str]) -> int:
     print(f"events end to end, {n:,} per case, producer and consumer in two processes "
           "(one event per producer transaction on the meshkit side)")
     print(f"{'case':<44} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'× raw':>7}")
+    paced = groups.pop()
     for rows in groups:
         base = rows[0][1]  # each group against the raw row with the same number of writers
         for name, rate, p50, p99 in rows:
@@ -410,6 +438,11 @@ def main(argv: list[str]) -> int:
     print(" 0.5× raw, no outbox on that database reaches the target with one commit per event)")
     print(f"({CONCURRENCY} writers: the producer runs {CONCURRENCY} tasks at once, as concurrent requests would;")
     print(f" the raw side gets the same: {CONCURRENCY} concurrent publishers, each awaiting its ack)")
+    print(f"\nlatency at a steady {PACE} events/s, one writer ({len(paced[0]) and min(n, 2 * PACE)} events): "
+          "from the producer taking an event to the consumer having applied it")
+    print(f"{'case':<44} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, _rate, p50, p99 in paced:
+        print(f"{name:<44} {p50:>8.2f} {p99:>8.2f}")
     print(f"(ran {time.perf_counter() - started:.1f} s)")
     return 0
 
