@@ -50,7 +50,7 @@ SPECIAL = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer", b"upgrade",
     b"host", b"content-length", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded",
     b"x-request-id", b"traceparent", b"x-deadline-ms", b"authorization", b"x-api-key", b"origin",
-    b"proxy-authorization", b"access-control-request-method",
+    b"proxy-authorization", b"access-control-request-method", b"expect",  # (the server answered Expect)
     # Many frameworks let these override the method or path the gateway routed and authorised
     # (a GET on a public route acting as a DELETE), or take the client address from them.
     b"x-http-method-override", b"x-http-method", b"x-method-override", b"x-original-url", b"x-rewrite-url",

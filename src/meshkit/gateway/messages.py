@@ -20,7 +20,7 @@ _REASONS = {
     406: "Not Acceptable", 408: "Request Timeout", 409: "Conflict", 410: "Gone", 412: "Precondition Failed",
     413: "Payload Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity",
     429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
-    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
 }
 STATUS_LINES: dict[int, bytes] = {
     code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in _REASONS.items()

@@ -181,6 +181,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        body = expect = False
         for k, v in self._headers:
             if k == b"content-length":
                 try:
@@ -190,7 +191,22 @@ class HttpProtocol(asyncio.Protocol):
                 if n > self.limits.max_body_bytes:
                     raise _Reject(PayloadTooLarge(
                         f"request body of {n} bytes exceeds the limit of {self.limits.max_body_bytes}"))
-                break
+                body = n > 0
+            elif k == b"transfer-encoding":
+                # Only chunked is understood (RFC 9112 §6.1: 501 for another coding); a body still
+                # gzip-coded would be passed on without the coding that says so.
+                if v.strip().lower() != b"chunked":
+                    raise _Reject(MeshkitError(f"transfer coding {v[:40].decode('latin-1')!r} is not supported; "
+                                               "send the body with content-length or chunked only",
+                                               reason="unsupported_transfer_coding", status=501))
+                body = True
+            elif k == b"expect":
+                expect = v.lower() == b"100-continue"
+        if expect and body and self.task is None and not self.pending and self.parser.get_http_version() == "1.1":
+            # The client waits for this before sending the body (curl: a second, for bodies over 1 MB).
+            # Only when nothing else is being answered on the connection: a 100 is read as part of
+            # the answer in progress.
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
