@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING
 import httptools
 
 from meshkit.basis.errors import BadRequest, HeadersTooLarge, MeshkitError, PayloadTooLarge
-from meshkit.gateway.messages import STATUS_LINES, Request, Response, error_response, status_line
+from meshkit.gateway.messages import Request, Response, error_response
+from meshkit.gateway.wire import bodiless, head_lines, write_buffered
 
 if TYPE_CHECKING:
     from meshkit.gateway.server import Server
@@ -350,22 +351,7 @@ class HttpProtocol(asyncio.Protocol):
         finally:
             self.task = None
 
-    @staticmethod
-    def _write(t: asyncio.Transport, resp: Response, keep: bool, is_head: bool) -> None:
-        # A buffered answer: status line, headers and body in one write (one syscall).
-        head = resp.head
-        if head is not None and not resp.headers:  # serialised by the proxy's hot path
-            t.write(b"".join((STATUS_LINES.get(resp.status) or status_line(resp.status), head, b"" if keep else b"connection: close\r\n",
-                              b"content-length: %d\r\n\r\n" % len(resp.body), b"" if is_head else resp.body)))
-            return
-        parts, has_length = _head_lines(resp, keep)
-        bodiless = _bodiless(resp.status)
-        if not has_length and not bodiless:
-            parts += (b"content-length: ", b"%d" % len(resp.body), b"\r\n")
-        parts.append(b"\r\n")
-        if not is_head and not bodiless:
-            parts.append(resp.body)
-        t.write(b"".join(parts))
+    _write = staticmethod(write_buffered)
 
     async def _send(self, resp: Response, keep: bool, head: bool) -> None:
         t = self.transport
@@ -374,8 +360,8 @@ class HttpProtocol(asyncio.Protocol):
         if resp.stream is None:
             self._write(t, resp, keep, head)
             return
-        parts, has_length = _head_lines(resp, keep)
-        if _bodiless(resp.status):
+        parts, has_length = head_lines(resp, keep)
+        if bodiless(resp.status):
             head = True  # a 204 or 304 ends with its head: a chunked body's last chunk would be read as the next answer
         chunked = not has_length and not head
         if chunked:
@@ -409,27 +395,6 @@ class HttpProtocol(asyncio.Protocol):
 
     def idle(self) -> bool:
         return self.task is None and self.reading_since is None
-
-
-def _bodiless(status: int) -> bool:
-    """An answer that never has a body (RFC 9112 §6.3): no content-length of ours, no chunks."""
-    return status == 204 or status == 304 or status < 200
-
-
-def _head_lines(resp: Response, keep: bool) -> tuple[list[bytes], bool]:
-    """The status line and header lines of ``resp`` (``connection: close`` unless ``keep``), and
-    whether a ``content-length`` was among them."""
-    parts = [status_line(resp.status)]
-    if resp.head is not None:
-        parts.append(resp.head)
-    has_length = False
-    for k, v in resp.headers:
-        if k == b"content-length":
-            has_length = True
-        parts += (k, b": ", v, b"\r\n")
-    if not keep:
-        parts.append(b"connection: close\r\n")
-    return parts, has_length
 
 
 class _Failed:
