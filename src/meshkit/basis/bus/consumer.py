@@ -50,6 +50,7 @@ from nats.js.errors import NotFoundError
 from meshkit.basis import context
 from meshkit.basis.bus.backoff import RetryPolicy
 from meshkit.basis.bus.envelope import Envelope
+from meshkit.basis.bus.pace import Pace
 from meshkit.basis.bus.signals import Ack, Drop, Outcome, Retry
 from meshkit.basis.bus.streams import DLQ_PREFIX
 from meshkit.basis.errors import MeshkitError
@@ -78,9 +79,12 @@ class HandlerSpec:
     start: Start = "all"
     #: Largest number of unacknowledged messages across all instances (JetStream's max_ack_pending).
     max_ack_pending: int = 1000
-    #: Batch handlers only: after a short batch, wait this long before fetching again, so a
-    #: steady stream is applied in batches of several events (one transaction each) rather than one.
+    #: Batch handlers only: while events arrive faster than ``eager_rate`` a second, fetch at most
+    #: every ``linger`` seconds, so a steady stream is applied in batches of several events (one
+    #: transaction each) rather than one; slower, fetch again at once (each event is applied
+    #: within a round trip instead of waiting up to ``linger``).
     linger: float = 0.01
+    eager_rate: float = 250.0
     #: Seconds a handler may take per event (``None``: ``ack_wait``); then it is cancelled and the delivery fails.
     timeout: float | None = None
 
@@ -193,17 +197,22 @@ class Consumer:
     async def _loop(self) -> None:
         pause = 0.1
         started = 0.0
+        fetched = 0  # messages the last fetch brought
+        pace = Pace(self.spec.eager_rate)
         batch = getattr(self.spec.fn, "batch", None)
         while not self._stopping:
-            if batch is not None:  # fetch at most every `linger` seconds (see HandlerSpec.linger)
-                gap = started + self.spec.linger - time.monotonic()
-                if gap > 0:
-                    await asyncio.sleep(gap)
+            if batch is not None:  # see HandlerSpec.linger
+                pace.add(fetched)
+                if pace.busy():
+                    gap = started + self.spec.linger - time.monotonic()
+                    if gap > 0:
+                        await asyncio.sleep(gap)
                 started = time.monotonic()
             self._fetching = True
             try:
                 msgs = await self._sub.fetch(self.spec.batch, timeout=1.0)
             except (NatsTimeout, TimeoutError):
+                fetched = 0
                 continue
             except asyncio.CancelledError:
                 return
@@ -217,6 +226,7 @@ class Consumer:
             finally:
                 self._fetching = False
             pause = 0.1
+            fetched = len(msgs)
             self._in_hand.update((id(m), m) for m in msgs)
             if batch is not None and len(msgs) > 1:
                 await self.process_batch(msgs, batch)

@@ -16,9 +16,12 @@ several rounds at once — at the latest every ``mark_interval`` seconds or
 published ``seq``); when the outbox goes quiet, at once. Under load that is a
 few writes a second instead of one per round, which matters most on
 SQLite, where the relay's write would otherwise queue for the lock behind every
-business transaction of the service. Rounds start at most every ``linger``
-seconds (25 ms): a lone event goes at once, a steady stream costs a read per
-few events rather than one per commit. Every publish carries
+business transaction of the service. While commits come slower than
+``eager_rate`` (250 a second, averaged over the last ~100 ms: see
+:class:`~meshkit.basis.bus.pace.Pace`), a round starts as soon as a commit wakes
+the relay, so each event is on the bus within a round trip; faster, rounds start
+at most every ``linger`` seconds (25 ms), so a steady stream costs a read per
+several events rather than one per commit. Every publish carries
 ``Nats-Msg-Id`` = event id, so an event published again — by a relay that died
 between publishing and marking (at most the last ``mark_interval``'s events),
 or by another holder — is dropped as a duplicate by JetStream within the
@@ -45,6 +48,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from meshkit.basis.bus.bus import Bus
+from meshkit.basis.bus.pace import Pace
 from meshkit.basis.errors import PayloadTooLarge
 from meshkit.basis.outbox.lease import Lease
 from meshkit.basis.outbox.outbox import DEFAULT_MAX_BODY, HEADER_ROOM, Outbox
@@ -68,6 +72,7 @@ class Relay:
         poll: float = 0.5,
         mark_interval: float = 0.1,
         linger: float = 0.025,
+        eager_rate: float = 250.0,
         publish_timeout: float = 5.0,
         retention: float = 3600.0,
         metrics: Any = None,
@@ -80,6 +85,8 @@ class Relay:
         self.poll = poll
         self.mark_interval = mark_interval
         self.linger = linger
+        self._pace = Pace(eager_rate)
+        self._commits = 0  # commits that woke the relay since its loop last looked
         self.publish_timeout = publish_timeout
         self.retention = retention
         self.lease = Lease(sessions, prefix=outbox.prefix, name="outbox", holder=holder, ttl=lease_ttl)
@@ -102,6 +109,7 @@ class Relay:
 
     def wake(self) -> None:
         """Look at the outbox now rather than at the next poll (called after a commit that added events)."""
+        self._commits += 1
         self._wake.set()
 
     async def start(self) -> None:
@@ -128,11 +136,15 @@ class Relay:
         pause = 0.1
         started = 0.0
         while not self._stopping:
-            # Rounds start at most every ``linger`` seconds: the first event after a quiet
-            # spell goes at once, a stream of them is published (and read) in batches.
-            gap = started + self.linger - time.monotonic()
-            if gap > 0:
-                await asyncio.sleep(gap)
+            # While commits come slower than ``eager_rate`` a second, a round starts as soon as
+            # one wakes the relay (each event goes out within a round trip); faster, rounds start
+            # at most every ``linger`` seconds and carry the events committed in between.
+            commits, self._commits = self._commits, 0
+            self._pace.add(commits)
+            if self._pace.busy():
+                gap = started + self.linger - time.monotonic()
+                if gap > 0:
+                    await asyncio.sleep(gap)
             started = time.monotonic()
             # Cleared before the round reads, not after: a commit landing while the
             # round runs sets it again and the next round starts at once.
