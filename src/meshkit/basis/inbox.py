@@ -38,8 +38,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from meshkit.basis.bus.consumer import event_context
 from meshkit.basis.bus.envelope import Envelope
+from meshkit.basis.bus.handling import event_context
 from meshkit.basis.bus.signals import Ack, Outcome, Retry
 from meshkit.basis.outbox.sql import insert_ignore
 from meshkit.basis.outbox.tables import tables_for

@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -47,9 +47,9 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from meshkit.basis import context
 from meshkit.basis.bus.backoff import RetryPolicy
 from meshkit.basis.bus.envelope import Envelope
+from meshkit.basis.bus.handling import event_context, is_failure
 from meshkit.basis.bus.pace import Pace
 from meshkit.basis.bus.signals import Ack, Drop, Outcome, Retry
 from meshkit.basis.bus.streams import DLQ_PREFIX
@@ -118,34 +118,6 @@ def start_policy(start: Start) -> tuple[DeliverPolicy, datetime | None]:
     if start not in policies:
         raise ValueError(f"start must be 'all', 'new', 'last' or a datetime, not {start!r}")
     return policies[start], None
-
-
-def is_failure(exc: BaseException) -> bool:
-    """Whether a handler's exception is a failure of its event (retried), not a stop of the process.
-
-    ``KeyboardInterrupt``, ``SystemExit`` and the cancellation of the running task
-    (the consumer stopping) propagate; anything else — a ``BaseException`` subclass
-    of the handler's own, a ``CancelledError`` it caught from something else — fails the event.
-    """
-    if isinstance(exc, KeyboardInterrupt | SystemExit):
-        return False
-    if isinstance(exc, asyncio.CancelledError):
-        task = asyncio.current_task()
-        return not (task is not None and task.cancelling())
-    return True
-
-
-@contextlib.contextmanager
-def event_context(env: Envelope) -> Iterator[None]:
-    """Bind the :class:`~meshkit.basis.context.RequestContext` of ``env`` (its trace, its id as request id)."""
-    headers = {context.REQUEST_ID: env.id}
-    if env.traceparent:
-        headers[context.TRACEPARENT] = env.traceparent
-    token = context.bind(context.RequestContext.from_headers(headers))
-    try:
-        yield
-    finally:
-        context.reset(token)
 
 
 class Consumer:

@@ -34,8 +34,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
-from meshkit.basis.bus.consumer import event_context, is_failure
 from meshkit.basis.bus.envelope import Envelope
+from meshkit.basis.bus.handling import event_context, is_failure
 from meshkit.basis.bus.streams import stream_for
 from meshkit.basis.errors import MeshkitError
 
