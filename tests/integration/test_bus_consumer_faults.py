@@ -223,3 +223,36 @@ async def test_a_handler_whose_pattern_or_ack_wait_changed_updates_its_durable_c
 
 async def _ignore(event: Envelope) -> None:
     return None
+
+
+async def test_an_event_too_large_for_its_dead_letter_is_dead_lettered_without_it_and_replays_whole(bus, nats_server):
+    # An event a little under max_payload fits in NATS, but not inside a letter with the error
+    # and the rest. Before: publishing the letter failed, the message was never terminated, and
+    # it came back every ack_wait for good — its handler run again each time.
+    t = tag()
+    subject = f"faulttest.large.{t}"
+    limit = bus.nc.max_payload
+    blob = Envelope(type="faulttest.large.blob", source="faulttest", data={"blob": "x" * (limit - 1024)})
+    broken = True
+    got: list[int] = []
+    consumer = Bus(nats_server, source="faulttest")
+
+    @consumer.handler(subject, durable=f"large-{t}", retry=RetryPolicy(max_deliveries=1))
+    async def handle(event: Envelope):
+        if broken:
+            raise ValueError("x" * 2000)  # a long error message, as tracebacks make them
+        got.append(len(event.data["blob"]))
+
+    await consumer.start()
+    try:
+        await bus.publish_envelope(blob, subject=subject)
+        await until(lambda: consumer.consumers[0].dead == 1, 10.0)
+        [letter] = await list_dead_letters(bus.js, consumer=f"large-{t}")
+        assert letter.raw["too_large"] and letter.event is None and letter.event_id == blob.id
+        assert letter.deliveries == 1 and letter.error.startswith("ValueError")
+        broken = False
+        await replay_dead_letter(bus.js, letter.seq)
+        await until(lambda: got == [limit - 1024], 10.0)
+        assert await list_dead_letters(bus.js, consumer=f"large-{t}") == []
+    finally:
+        await consumer.close()

@@ -41,13 +41,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import Table, and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from meshkit.basis.bus.bus import Bus
+from meshkit.basis.bus.dlq import letter_body
 from meshkit.basis.bus.envelope import Envelope
 from meshkit.basis.bus.streams import DLQ_PREFIX, stream_for
 from meshkit.basis.errors import MeshkitError, Unavailable
@@ -251,7 +251,7 @@ class Projection:
                   "error": f"{type(exc).__name__}: {exc}", "failed_at": time.time(),
                   "event": env.attributes() if env is not None else None, "raw": raw}
         # Keyed by stream sequence: a replayed letter is a new message, whose own letter must not be a duplicate.
-        await self.bus.js.publish(f"{DLQ_PREFIX}.{self.durable}.{subject}", orjson.dumps(letter),
+        await self.bus.js.publish(f"{DLQ_PREFIX}.{self.durable}.{subject}", letter_body(self.bus.js, letter),
                                   headers={"Nats-Msg-Id": f"dlq-{self.durable}-seq{seq}"})
 
     # -- checkpoint and consumer -----------------------------------------------------------

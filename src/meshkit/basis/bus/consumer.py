@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
@@ -48,6 +47,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from meshkit.basis.bus.backoff import RetryPolicy
+from meshkit.basis.bus.dlq import letter_body
 from meshkit.basis.bus.envelope import Envelope
 from meshkit.basis.bus.handling import event_context, is_failure
 from meshkit.basis.bus.pace import Pace
@@ -338,7 +338,7 @@ class Consumer:
         # when it fails again its new letter must be stored, not dropped as a duplicate.
         await self.js.publish(
             f"{DLQ_PREFIX}.{self.spec.durable}.{msg.subject}",
-            orjson.dumps(letter),
+            letter_body(self.js, letter),
             headers={"Nats-Msg-Id": f"dlq-{self.spec.durable}-{key}-{msg.metadata.sequence.stream}"},
         )
         # Only once the dead letter is stored: a crash before this redelivers instead.

@@ -8,7 +8,9 @@ these functions; so can an admin endpoint.
 
 Replaying republishes the original event (same event id, so inbox-guarded
 consumers that already handled it skip it) on its original subject and removes
-the dead letter. Every consumer of that subject sees it again: consumers are
+the dead letter. A letter that would not fit in a NATS message with the event
+in it (an event close to ``max_payload``) leaves it out (``too_large``);
+replaying it republishes the original message, read back from its stream. Every consumer of that subject sees it again: consumers are
 expected to be idempotent (see :mod:`meshkit.basis.inbox`).
 """
 
@@ -40,15 +42,34 @@ class DeadLetter:
 
     @property
     def event_id(self) -> str | None:
-        return (self.event or {}).get("id")
+        return (self.event or {}).get("id") or self.raw.get("event_id")
 
     @property
     def event_type(self) -> str | None:
-        return (self.event or {}).get("type")
+        return (self.event or {}).get("type") or self.raw.get("event_type")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the stored letter plus its ``seq``)."""
         return {"seq": self.seq, **self.raw}
+
+
+#: Bytes kept free for a letter's headers (``Nats-Msg-Id``) under the server's ``max_payload``.
+_HEADER_ROOM = 1024
+
+
+def letter_body(js: JetStreamContext, letter: dict[str, Any]) -> bytes:
+    """``letter`` as JSON; without its ``event``/``raw`` (``too_large``: true) when it would not fit in a message.
+
+    The original is still in its stream at ``stream_seq``: :func:`replay_dead_letter` reads it from there.
+    """
+    body = orjson.dumps(letter)
+    nc = getattr(js, "_nc", None)
+    limit = (getattr(nc, "max_payload", 0) or 1024 * 1024) - _HEADER_ROOM
+    if len(body) <= limit:
+        return body
+    event = letter.get("event") or {}
+    return orjson.dumps({**letter, "event": None, "raw": None, "too_large": True, "size": len(body),
+                         "event_id": event.get("id"), "event_type": event.get("type")})
 
 
 def _letter(seq: int, data: bytes) -> DeadLetter:
@@ -97,6 +118,16 @@ async def get_dead_letter(js: JetStreamContext, seq: int) -> DeadLetter:
 async def replay_dead_letter(js: JetStreamContext, seq: int) -> DeadLetter:
     """Republish the original event of dead letter ``seq`` on its subject, then delete the letter."""
     letter = await get_dead_letter(js, seq)
+    if letter.raw.get("too_large"):  # the letter could not hold the event: the stream still does
+        try:
+            original = await js.get_msg(letter.raw["stream"], letter.raw["stream_seq"])
+        except NotFoundError as exc:
+            raise NotFound(f"dead letter {seq}: its event was too large to keep in the letter, and its stream "
+                           f"{letter.raw['stream']} no longer holds it (seq {letter.raw['stream_seq']})",
+                           reason="dead_letter_unreadable", details={"seq": seq}) from exc
+        await js.publish(letter.subject, original.data or b"", headers={"Nats-Msg-Id": f"{letter.event_id}-replay-{seq}"})
+        await js.delete_msg(DLQ_STREAM, seq)
+        return letter
     if letter.event is None:
         raise NotFound(
             f"dead letter {seq} holds no readable event (it could not be decoded); inspect it with `meshkit dlq show {seq}`",
