@@ -111,15 +111,18 @@ async def test_a_hung_handler_times_out_fails_its_deliveries_and_frees_the_consu
     async def handle(event: Envelope):
         if event.data.n == 1:
             await asyncio.Event().wait()  # never returns
+        if event.data.n == 3:
+            raise TimeoutError("the payments call timed out")  # its own: not to be reported as ours
         got.append(event.data.n)
 
     await consumer.start()
     try:
-        await bus.publish(Poked(n=1), subject=subject)
-        await bus.publish(Poked(n=2), subject=subject)
-        await until(lambda: consumer.consumers[0].dead == 1 and got == [2], 15.0)
-        [letter] = await list_dead_letters(bus.js, consumer=f"hang-{t}")
-        assert letter.deliveries == 2 and "TimeoutError" in letter.error and "1s" in letter.error
+        for n in (1, 2, 3):
+            await bus.publish(Poked(n=n), subject=subject)
+        await until(lambda: consumer.consumers[0].dead == 2 and got == [2], 15.0)
+        hung, own = sorted(await list_dead_letters(bus.js, consumer=f"hang-{t}"), key=lambda x: x.event["data"]["n"])
+        assert hung.deliveries == 2 and hung.error == "TimeoutError: handler took longer than 1s (timeout)"
+        assert own.error == "TimeoutError: the payments call timed out"
     finally:
         await consumer.close()
 

@@ -232,15 +232,16 @@ class Consumer:
             return
         outcome: Outcome | BaseException | None
         with event_context(env):
+            limit = asyncio.timeout(self.spec.time_limit)
             try:
-                async with asyncio.timeout(self.spec.time_limit):
+                async with limit:
                     outcome = await self.spec.fn(env)
-            except TimeoutError:
-                outcome = TimeoutError(f"handler took longer than {self.spec.time_limit:g}s (timeout)")
             except BaseException as exc:
                 if not is_failure(exc):
                     raise
-                outcome = exc
+                # Ours, or the handler's own TimeoutError (a call of its that timed out): say which.
+                expired = limit.expired() and isinstance(exc, TimeoutError)
+                outcome = TimeoutError(f"handler took longer than {self.spec.time_limit:g}s (timeout)") if expired else exc
         await self._settle_quietly(msg, env, outcome)
 
     async def process_batch(self, msgs: list[Msg], batch: Callable[[list[Envelope]], Awaitable[BatchOutcomes]]) -> None:
@@ -254,15 +255,16 @@ class Consumer:
             return
         envs = [env for _, env in pairs]
         outcomes: BatchOutcomes
-        limit = self.spec.time_limit * len(envs)  # each event its handler's time
+        seconds = self.spec.time_limit * len(envs)  # each event its handler's time
+        limit = asyncio.timeout(seconds)
         try:
-            async with asyncio.timeout(limit):
+            async with limit:
                 outcomes = await batch(envs)
-        except TimeoutError:
-            outcomes = [TimeoutError(f"batch of {len(envs)} took longer than {limit:g}s (timeout)")] * len(envs)
         except BaseException as exc:
             if not is_failure(exc):
                 raise
+            if limit.expired() and isinstance(exc, TimeoutError):
+                exc = TimeoutError(f"batch of {len(envs)} took longer than {seconds:g}s (timeout)")
             outcomes = [exc] * len(envs)
         if len(outcomes) != len(envs):
             error = RuntimeError(f"batch handler answered {len(outcomes)} outcomes for {len(envs)} events")
