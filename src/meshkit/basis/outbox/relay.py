@@ -28,7 +28,7 @@ or by another holder — is dropped as a duplicate by JetStream within the
 duplicate window, and by the consumers' inbox after it.
 
 An event too large for NATS (``max_payload``) is never sent: it and the later
-events of its aggregate stay in the outbox (in the backlog, logged every round),
+events of its aggregate stay in the outbox (in the backlog, logged every 10 s),
 the other aggregates' events go on. :meth:`Outbox.add` refuses such events up front.
 
 NATS down: writes keep succeeding (they only touch the database); publishing
@@ -87,6 +87,7 @@ class Relay:
         self.linger = linger
         self._pace = Pace(eager_rate)
         self._commits = 0  # commits that woke the relay since its loop last looked
+        self._too_large_said = -60.0  # when an event too large to publish was last logged
         self.publish_timeout = publish_timeout
         self.retention = retention
         self.lease = Lease(sessions, prefix=outbox.prefix, name="outbox", holder=holder, ttl=lease_ttl)
@@ -251,10 +252,14 @@ class Relay:
             for r in wave:
                 if len(r.body) > limit:  # never publishable: its aggregate waits (loudly), the others go on
                     futures.append(None)
-                    error = error or PayloadTooLarge(
+                    too_large = PayloadTooLarge(
                         f"outbox event {r.event_id} (seq {r.seq}) is {len(r.body)} bytes, more than NATS takes "
                         f"({limit}); the later events of aggregate {r.aggregate_id!r} wait behind it",
                         reason="event_too_large")
+                    error = error or too_large
+                    if time.monotonic() - self._too_large_said > 10.0:
+                        self._too_large_said = time.monotonic()
+                        logger.error("outbox relay: %s", too_large.message)
                     continue
                 try:
                     futures.append(await js.publish_async(r.subject, r.body, headers={"Nats-Msg-Id": r.event_id}))
@@ -262,8 +267,8 @@ class Relay:
                     futures.append(None)
                     error = error or exc
             done: set[asyncio.Future[Any]] = set()
-            if any(futures):
-                done, pending = await asyncio.wait([f for f in futures if f], timeout=self.publish_timeout)
+            if any(f is not None for f in futures):
+                done, pending = await asyncio.wait([f for f in futures if f is not None], timeout=self.publish_timeout)
                 for f in pending:
                     f.cancel()
             failed: set[Any] = set()
