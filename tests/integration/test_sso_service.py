@@ -357,3 +357,16 @@ async def test_first_start_prints_a_one_time_admin_password_once(nats_server, tm
             assert (await c.get("/v1/admin/users", headers=bearer(r.json()))).status_code == 200
     async with running(build(settings)):
         assert "one-time password" not in capsys.readouterr().out  # never again
+
+
+async def test_paging_parameters_are_ascii_numbers_or_a_422(sso):
+    """str.isdigit() is true for '²' and '١', which int() refuses or reads: both were let through (a 500)."""
+    _, c = sso
+    a = await admin(c)
+    for path in ("/v1/admin/users?limit=%C2%B2", "/v1/admin/audit?before=%C2%B2", "/v1/admin/audit?limit=0",
+                 "/v1/admin/users?limit=%D9%A1", "/v1/admin/audit?before=-1"):
+        r = await c.get(path, headers=a)
+        assert r.status_code == 422 and r.json()["error"]["reason"] == "validation_failed", (path, r.text)
+    newest = (await c.get("/v1/admin/audit?limit=2", headers=a)).json()["items"]
+    older = (await c.get(f"/v1/admin/audit?limit=1&before={newest[0]['id']}", headers=a)).json()["items"]
+    assert len(newest) == 2 and older == newest[1:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -45,12 +46,23 @@ def key_json(k: ApiKey) -> dict[str, Any]:
             "revoked_at": k.revoked_at}
 
 
-def _limit(request: Request, default: int = 50) -> int:
-    raw = request.query_params.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= 500:
-        raise Unprocessable("limit must be between 1 and 500",
-                            details=[{"loc": "limit", "message": "between 1 and 500", "type": "range"}])
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+def _number(request: Request, name: str, default: int | None, low: int, high: int) -> int | None:
+    """Query parameter ``name`` as an integer in ``[low, high]`` (ASCII digits only), or 422."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    # Not str.isdigit(): it is true for "²" and "①", which int() refuses (that was a 500).
+    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
+        raise Unprocessable(f"{name} must be a whole number between {low} and {high}",
+                            details=[{"loc": name, "message": f"between {low} and {high}", "type": "range"}])
     return int(raw)
+
+
+def _limit(request: Request, default: int = 50) -> int:
+    return _number(request, "limit", default, 1, 500) or default
 
 
 class AdminHandlers:
@@ -200,8 +212,7 @@ class AdminHandlers:
     # audit
     async def audit_log(self, request: Request) -> Response:
         self._admin(request)
-        after = request.query_params.get("before")
-        entries = await self.audit.list(after=int(after) if after and after.isdigit() else None,
+        entries = await self.audit.list(after=_number(request, "before", None, 1, 2**63 - 1),
                                         limit=_limit(request, 100))
         return json_response({"items": [{"id": e.id, "at": e.at, "actor": e.actor, "action": e.action,
                                          "target": e.target, "details": e.details} for e in entries]})
