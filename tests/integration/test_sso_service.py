@@ -370,3 +370,41 @@ async def test_paging_parameters_are_ascii_numbers_or_a_422(sso):
     newest = (await c.get("/v1/admin/audit?limit=2", headers=a)).json()["items"]
     older = (await c.get(f"/v1/admin/audit?limit=1&before={newest[0]['id']}", headers=a)).json()["items"]
     assert len(newest) == 2 and older == newest[1:]
+
+
+async def test_hostile_input_is_a_structured_4xx_never_a_500(sso):
+    """A NUL character anywhere PostgreSQL would see it, and an expiry no date can hold, were 500s."""
+    _, c = sso
+    a = await admin(c)
+    nul = "a\u0000b"
+    sent = [
+        c.post("/v1/login", json={"email": f"{nul}@example.com", "password": PASSWORD}, headers=ip()),
+        c.post("/v1/signup", json={"email": f"{nul}@example.com", "password": PASSWORD}),
+        c.post("/v1/authorize", json={"permission": "a:b", "subject": nul}, headers=a),
+        c.get("/v1/admin/users?after=a%00b", headers=a),
+        c.get("/v1/admin/users/a%00b", headers=a),
+        c.post("/v1/admin/users/a%00b/disable", headers=a),
+        c.put("/v1/admin/subjects/a%00b/roles/admin", headers=a),
+        c.delete("/v1/admin/permissions/a%00b", headers=a),
+        c.delete("/v1/admin/api-keys/a%00b", headers=a),
+        c.post("/v1/admin/service-accounts/a%00b/secret", headers=a),
+        c.post("/v1/admin/users", json={"email": email(), "password": PASSWORD, "tenant": nul}, headers=a),
+        c.post("/v1/admin/permissions", json={"name": "x:y", "description": nul}, headers=a),
+        c.post("/v1/admin/roles", json={"name": "nul-role", "description": nul}, headers=a),
+        c.post("/v1/admin/service-accounts", json={"name": nul}, headers=a),
+        c.post("/v1/admin/api-keys", json={"name": nul, "subject": "partner"}, headers=a),
+        c.post("/v1/admin/api-keys", json={"name": "k", "subject": "partner", "expires_in": 1e300}, headers=a),
+        c.post("/v1/admin/api-keys", json={"name": "k", "subject": "partner", "expires_in": 1e10}, headers=a),
+        c.post("/v1/admin/api-keys", headers={**a, "content-type": "application/json"},
+               content=b'{"name": "k", "subject": "partner", "expires_in": Infinity}'),
+        c.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": nul, "client_secret": "x"}),
+    ]
+    for r in [await s for s in sent]:
+        assert 400 <= r.status_code < 500 and set(r.json()["error"]) >= {"reason", "message"}, (r.request.url, r.text)
+    basic = base64.b64encode(f"{nul}:secret".encode()).decode()
+    r = await c.post("/oauth/token", data={"grant_type": "client_credentials"}, headers={"authorization": f"Basic {basic}"})
+    assert r.status_code == 401 and r.json()["error"]["reason"] == "invalid_client"
+    assert not any(k["name"] == nul for k in (await c.get("/v1/admin/api-keys", headers=a)).json()["items"])
+    ten_years = await c.post("/v1/admin/api-keys", json={"name": "k", "subject": "partner", "expires_in": 3650 * 86400},
+                             headers=a)
+    assert ten_years.status_code == 201

@@ -56,6 +56,8 @@ def test_problems_say_what_to_do():
     ("a@b", None),
     ("two@at@example.com", None),
     ("", None),
+    ("a\x00b@example.com", None),   # control characters: not an address (PostgreSQL cannot store a NUL)
+    ("ann@exa\x07mple.com", None),
     ("x" * 250 + "@example.com", None),
 ])
 def test_email_normalisation(raw, normal):

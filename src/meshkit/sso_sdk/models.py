@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+#: The longest an API key may live (seconds): ten years. ``expires_in`` must be a date the
+#: SSO can store; a larger (or infinite) value was a 500.
+MAX_API_KEY_LIFETIME = 10 * 365 * 86400.0
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL cannot store or compare a NUL character in text: refuse it here, as a field error.
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+#: A string the SSO stores or looks up: any text but NUL.
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 class _In(BaseModel):
@@ -14,7 +29,7 @@ class _In(BaseModel):
 class Credentials(_In):
     """``POST /v1/signup`` and ``POST /v1/login``."""
 
-    email: str = Field(max_length=320)
+    email: Text = Field(max_length=320)
     password: str = Field(max_length=1024)
 
 
@@ -63,7 +78,7 @@ class AuthorizeIn(_In):
     permission: str = Field(max_length=128)
     resource: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
-    subject: str | None = Field(default=None, max_length=40)
+    subject: Text | None = Field(default=None, max_length=40)
 
 
 class Decision(BaseModel):
@@ -91,38 +106,39 @@ class ApiKeyIntrospection(BaseModel):
 
 
 class NewUser(_In):
-    email: str = Field(max_length=320)
+    email: Text = Field(max_length=320)
     password: str = Field(max_length=1024)
-    tenant: str | None = Field(default=None, max_length=64)
+    tenant: Text | None = Field(default=None, max_length=64)
 
 
 class NewPermission(_In):
-    name: str = Field(max_length=128)
-    description: str = Field(default="", max_length=500)
+    name: Text = Field(max_length=128)
+    description: Text = Field(default="", max_length=500)
 
 
 class NewRole(_In):
-    name: str = Field(max_length=64)
-    description: str = Field(default="", max_length=500)
+    name: Text = Field(max_length=64)
+    description: Text = Field(default="", max_length=500)
 
 
 class NewGrant(_In):
-    permission: str = Field(max_length=128)
-    condition: str | None = Field(default=None, max_length=500)
+    permission: Text = Field(max_length=128)
+    condition: Text | None = Field(default=None, max_length=500)
 
 
 class NewServiceAccount(_In):
-    name: str = Field(max_length=100)
-    roles: list[str] = []
-    tenant: str | None = Field(default=None, max_length=64)
+    name: Text = Field(max_length=100)
+    roles: list[Text] = Field(default_factory=list, max_length=100)
+    tenant: Text | None = Field(default=None, max_length=64)
 
 
 class NewApiKey(_In):
-    name: str = Field(min_length=1, max_length=100)
-    subject: str = Field(max_length=40)
-    scopes: list[str] = Field(default_factory=list, max_length=100)
-    expires_in: float | None = Field(default=None, gt=0, description="seconds until it expires; none = never")
-    tenant: str | None = Field(default=None, max_length=64)
+    name: Text = Field(min_length=1, max_length=100)
+    subject: Text = Field(max_length=40)
+    scopes: list[Text] = Field(default_factory=list, max_length=100)
+    expires_in: float | None = Field(default=None, gt=0, le=MAX_API_KEY_LIFETIME,
+                                     description="seconds until it expires (at most ten years); none = never")
+    tenant: Text | None = Field(default=None, max_length=64)
 
 
 class RotateKeys(_In):
@@ -130,6 +146,7 @@ class RotateKeys(_In):
 
 
 __all__ = [
+    "MAX_API_KEY_LIFETIME",
     "ApiKeyIntrospection",
     "AuthorizeIn",
     "Credentials",
@@ -144,6 +161,7 @@ __all__ = [
     "PasswordChange",
     "RefreshIn",
     "RotateKeys",
+    "Text",
     "TokenPair",
     "UserInfo",
 ]

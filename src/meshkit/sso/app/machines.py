@@ -60,7 +60,9 @@ class Machines:
 
     async def authenticate(self, client_id: str, secret: str) -> ServiceAccount:
         """The enabled service account these credentials belong to; 401 ``invalid_client`` otherwise."""
-        account = await self._store.account(client_id) if isinstance(client_id, str) and client_id else None
+        # No id holds a NUL (and PostgreSQL cannot look one up): such a client_id is just unknown.
+        known = isinstance(client_id, str) and client_id and "\x00" not in client_id
+        account = await self._store.account(client_id) if known else None
         presented = token_hash(secret if isinstance(secret, str) else "")
         good = hmac.compare_digest(account.secret_hash if account else _DUMMY, presented)
         if account is None or not good or account.disabled:

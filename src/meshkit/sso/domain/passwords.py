@@ -20,7 +20,8 @@ from importlib import resources
 
 MIN_LENGTH = 12
 MAX_LENGTH = 256
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+# No whitespace and no control character (a NUL cannot even be stored in PostgreSQL).
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
 _EDGES = re.compile(r"^[\d\W_]+|[\d\W_]+$")
 
 

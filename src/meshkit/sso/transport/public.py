@@ -175,5 +175,10 @@ async def _form(request: Request) -> dict[str, str]:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise BadRequest("the body is not valid JSON", reason="invalid_json") from exc
-        return {k: v for k, v in doc.items() if isinstance(v, str)} if isinstance(doc, dict) else {}
-    return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+        form = {k: v for k, v in doc.items() if isinstance(v, str)} if isinstance(doc, dict) else {}
+    else:
+        form = {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+    bad = sorted(k for k, v in form.items() if "\x00" in v)
+    if bad:  # PostgreSQL refuses a NUL in text: a client_id holding one was a 500
+        raise BadRequest(f"the field {bad[0]!r} holds a NUL character", reason="invalid_request")
+    return form

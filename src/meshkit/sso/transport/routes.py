@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
+from meshkit.basis.errors import Unprocessable
 from meshkit.sso.transport.admin import AdminHandlers
 from meshkit.sso.transport.public import PublicHandlers
 
@@ -59,5 +64,25 @@ def routes(public: PublicHandlers, admin: AdminHandlers) -> list[Route]:
     out: list[Route] = []
     for table, handlers in ((PUBLIC, public), (ADMIN, admin)):
         for method, path, name in table:
-            out.append(Route(path, getattr(handlers, name), methods=[method], name=f"sso.{name}.{method.lower()}"))
+            out.append(Route(path, _no_nul(getattr(handlers, name)), methods=[method],
+                             name=f"sso.{name}.{method.lower()}"))
     return out
+
+
+def _no_nul(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """``handler``, after refusing a path or query parameter with a NUL character (422).
+
+    Ids, names and cursors in the URL reach SQL; PostgreSQL refuses a NUL in text
+    (a 500). No stored value holds one, so nothing is lost by refusing it here.
+    """
+
+    async def endpoint(request: Request) -> Response:
+        for where, params in (("path", request.path_params.items()), ("query", request.query_params.multi_items())):
+            bad = sorted({name for name, value in params if "\x00" in str(value)})
+            if bad:
+                raise Unprocessable(f"the {where} parameter {bad[0]!r} holds a NUL character",
+                                    details=[{"loc": name, "message": "must not contain a NUL character",
+                                              "type": "invalid"} for name in bad])
+        return await handler(request)
+
+    return endpoint
