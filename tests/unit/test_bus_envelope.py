@@ -73,6 +73,16 @@ def test_attributes_of_the_wrong_type_and_untyped_data_of_a_declared_type_are_ba
         assert info.value.reason == "bad_envelope", body
 
 
+def test_times_are_read_as_rfc_3339_says():
+    # Before: a lower-case "z" (RFC 3339 allows it) made the envelope unreadable, and a time
+    # without an offset was a naive datetime, written back shifted by the machine's local offset.
+    base = {"type": "x.y", "source": "s", "id": "1"}
+    for text in ("2025-01-02T03:04:05z", "2025-01-02T03:04:05Z", "2025-01-02T03:04:05+00:00", "2025-01-02T03:04:05"):
+        env = Envelope.from_dict({**base, "time": text})
+        assert env.time == datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC), text
+        assert env.attributes()["time"] == "2025-01-02T03:04:05Z"
+
+
 def test_envelope_carries_a_child_of_the_current_trace():
     ctx = context.RequestContext()
     token = context.bind(ctx)

@@ -150,7 +150,7 @@ class Envelope:
                 source=raw["source"],
                 data=data,
                 id=raw["id"],
-                time=datetime.fromisoformat(raw["time"].replace("Z", "+00:00")) if raw.get("time") else datetime.now(UTC),
+                time=_parse_time(raw["time"]) if raw.get("time") else datetime.now(UTC),
                 subject=raw.get("subject"),
                 traceparent=raw.get("traceparent"),
                 datacontenttype=raw.get("datacontenttype") or CONTENT_TYPE,
@@ -171,6 +171,14 @@ class Envelope:
         if not isinstance(raw, dict):
             raise BadRequest("event body is not a JSON object", reason="bad_envelope")
         return cls.from_dict(raw)
+
+
+def _parse_time(text: str) -> datetime:
+    """An RFC 3339 time: ``Z`` or ``z`` for UTC (RFC 3339 allows both); one without an offset is taken as UTC."""
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def envelope(
