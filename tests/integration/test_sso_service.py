@@ -408,3 +408,38 @@ async def test_hostile_input_is_a_structured_4xx_never_a_500(sso):
     ten_years = await c.post("/v1/admin/api-keys", json={"name": "k", "subject": "partner", "expires_in": 3650 * 86400},
                              headers=a)
     assert ten_years.status_code == 201
+
+
+async def test_a_narrowed_client_credentials_token_has_nothing_beyond_its_scope(sso):
+    """The token kept the account's roles, and a role brings all its grants: the engine allowed 'write'."""
+    _, c = sso
+    a = await admin(c)
+    tag = uuid.uuid4().hex[:6]
+    await c.post("/v1/admin/roles", json={"name": f"stocker-{tag}"}, headers=a)
+    for p in ("read", "write"):
+        await c.post("/v1/admin/permissions", json={"name": f"shelf{tag}:{p}"}, headers=a)
+        await c.post(f"/v1/admin/roles/stocker-{tag}/grants", json={"permission": f"shelf{tag}:{p}"}, headers=a)
+    sa = (await c.post("/v1/admin/service-accounts", json={"name": f"stocker-{tag}", "roles": [f"stocker-{tag}"]},
+                       headers=a)).json()
+    creds = {"grant_type": "client_credentials", "client_id": sa["client_id"], "client_secret": sa["client_secret"]}
+    narrow = (await c.post("/oauth/token", data={**creds, "scope": f"shelf{tag}:read"})).json()
+    info = (await c.get("/v1/userinfo", headers=bearer(narrow))).json()
+    assert info["permissions"] == [f"shelf{tag}:read"] and info["roles"] == []
+    ask = lambda tok, perm: c.post("/v1/authorize", json={"permission": perm}, headers=bearer(tok))  # noqa: E731
+    assert (await ask(narrow, f"shelf{tag}:read")).json()["allowed"] is True
+    assert (await ask(narrow, f"shelf{tag}:write")).json()["allowed"] is False
+    full = (await c.post("/oauth/token", data=creds)).json()  # no scope: the account's roles as they are
+    assert (await c.get("/v1/userinfo", headers=bearer(full))).json()["roles"] == [f"stocker-{tag}"]
+    assert (await ask(full, f"shelf{tag}:write")).json()["allowed"] is True
+
+
+async def test_a_service_account_with_an_unknown_role_is_not_made_at_all(sso):
+    """The account was stored before its roles were checked: a 404, and an account whose secret nobody saw."""
+    _, c = sso
+    a = await admin(c)
+    name = f"half-{uuid.uuid4().hex[:6]}"
+    r = await c.post("/v1/admin/service-accounts", json={"name": name, "roles": ["admin", "no-such-role"]}, headers=a)
+    assert r.status_code == 404 and r.json()["error"]["reason"] == "role_not_found"
+    assert name not in [s["name"] for s in (await c.get("/v1/admin/service-accounts", headers=a)).json()["items"]]
+    again = await c.post("/v1/admin/service-accounts", json={"name": name, "roles": []}, headers=a)
+    assert again.status_code == 201  # the name is free

@@ -87,6 +87,9 @@ class Sessions:
                 raise Forbidden(f"the service account may not have {extra}: ask for a subset of its permissions",
                                 reason="invalid_scope", details={"not_granted": extra})
             permissions = sorted(asked)
+            # A narrowed token carries no roles: a role brings every grant it has (policy engines,
+            # POST /v1/authorize and role-checked routes decide on it), which would undo the narrowing.
+            roles = []
         token, _jti, exp = self.tokens.mint(account.id, roles=roles, permissions=permissions, kind="service",
                                             tenant=account.tenant, scope=" ".join(permissions))
         return {"access_token": token, "token_type": "Bearer", "expires_in": int(exp - int(self.tokens.now())),

@@ -165,6 +165,8 @@ class AdminHandlers:
     async def create_account(self, request: Request) -> Response:
         actor = self._admin(request)
         body = await parse_body(request, NewServiceAccount)
+        for role in body.roles:  # all known before anything is made: a 404 half-way left an account behind
+            await self.authz.role(role)
         account, secret = await self.machines.create_account(body.name, actor, tenant=body.tenant)
         for role in body.roles:
             await self.authz.assign(account.id, role, actor)
