@@ -443,3 +443,29 @@ async def test_a_service_account_with_an_unknown_role_is_not_made_at_all(sso):
     assert name not in [s["name"] for s in (await c.get("/v1/admin/service-accounts", headers=a)).json()["items"]]
     again = await c.post("/v1/admin/service-accounts", json={"name": name, "roles": []}, headers=a)
     assert again.status_code == 201  # the name is free
+
+
+async def test_the_last_enabled_administrator_cannot_be_removed(nats_server, tmp_path):
+    """An administrator could disable themselves, or the admin grant or permission be deleted: nobody was left
+    to administer the SSO, and a restart did not help (the disabled user still held the role)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'admins.db'}"
+    async with running(build(settings_for(url, nats_server, tmp_path))) as svc:
+        async with httpx.AsyncClient(base_url=svc.url) as c:
+            a = await admin(c)
+            me = (await c.get("/v1/userinfo", headers=a)).json()["sub"]
+            second = (await c.post("/v1/admin/users", json={"email": email(), "password": PASSWORD}, headers=a)).json()
+            await c.put(f"/v1/admin/subjects/{second['id']}/roles/admin", headers=a)
+            assert (await c.post(f"/v1/admin/users/{second['id']}/disable", headers=a)).status_code == 200
+            refused = [await c.post(f"/v1/admin/users/{me}/disable", headers=a),
+                       await c.delete("/v1/admin/permissions/sso:admin", headers=a)]
+            grant = next(g for g in (await c.get("/v1/admin/roles/admin", headers=a)).json()["grants"]
+                         if g["permission"] == "sso:admin")
+            refused.append(await c.delete(f"/v1/admin/roles/admin/grants/{grant['id']}", headers=a))
+            assert [(r.status_code, r.json()["error"]["reason"]) for r in refused] == [
+                (409, "last_admin"), (409, "protected"), (409, "protected")]
+            assert (await c.get("/v1/admin/users", headers=a)).status_code == 200  # still an administrator
+            # With another enabled administrator, the first may go (and the disabled one lose the role).
+            assert (await c.delete(f"/v1/admin/subjects/{second['id']}/roles/admin", headers=a)).status_code == 200
+            third = (await c.post("/v1/admin/users", json={"email": email(), "password": PASSWORD}, headers=a)).json()
+            await c.put(f"/v1/admin/subjects/{third['id']}/roles/admin", headers=a)
+            assert (await c.post(f"/v1/admin/users/{me}/disable", headers=a)).status_code == 200

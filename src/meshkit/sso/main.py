@@ -71,7 +71,11 @@ def build(settings: SsoSettings, *, publisher: Publisher | None = None) -> Servi
     async def subject_exists(subject: str) -> bool:
         return await authz_holder["sessions"].subject_exists(subject)
 
-    authz = Authz(SqlAuthz(sessions_factory), subject_exists=subject_exists)
+    async def user_active(subject: str) -> bool:
+        user = await accounts.find(subject)
+        return user is not None and not user.disabled
+
+    authz = Authz(SqlAuthz(sessions_factory), subject_exists=subject_exists, user_active=user_active)
     sessions = Sessions(accounts, authz, tokens, machines)
     authz_holder["sessions"] = sessions
     audit = SqlAudit(sessions_factory)

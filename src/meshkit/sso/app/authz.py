@@ -45,9 +45,11 @@ class Authz:
     """RBAC/ABAC administration and decisions over an :class:`AuthzStore`."""
 
     def __init__(self, store: AuthzStore, *, subject_exists: Callable[[str], Awaitable[bool]],
-                 policy_ttl: float = 5.0) -> None:
+                 user_active: Callable[[str], Awaitable[bool]] | None = None, policy_ttl: float = 5.0) -> None:
         self._store = store
         self._subject_exists = subject_exists
+        #: Whether a subject is a user who can log in (exists, not disabled): who counts as an administrator.
+        self._user_active = user_active or subject_exists
         self.policy_ttl = policy_ttl
         self._policy: Policy | None = None
         self._built = 0.0
@@ -106,6 +108,9 @@ class Authz:
         return {"name": name, "description": description}
 
     async def remove_permission(self, name: str, actor: str) -> None:
+        if name == ADMIN_PERMISSION:
+            raise Conflict(f"{ADMIN_PERMISSION!r} cannot be deleted: it is how the SSO is administered",
+                           reason="protected")
         if not await self._store.remove_permission(name, AuditEntry(actor, "permission.deleted", name, _now())):
             raise NotFound(f"no permission {name!r}", reason="permission_not_found")
         self._changed()
@@ -163,6 +168,10 @@ class Authz:
         return {"id": grant_id, "role": role, "permission": permission, "condition": condition}
 
     async def remove_grant(self, role: str, grant_id: str, actor: str) -> None:
+        if role == ADMIN_ROLE and any(g["id"] == grant_id and g["permission"] == ADMIN_PERMISSION
+                                      and g["condition"] is None for g in await self._store.grants()):
+            raise Conflict(f"the admin role's grant of {ADMIN_PERMISSION!r} cannot be deleted: nobody could "
+                           "administer the SSO any more", reason="protected")
         if not await self._store.remove_grant(role, grant_id, AuditEntry(actor, "grant.deleted", role, _now(),
                                                                          {"id": grant_id})):
             raise NotFound(f"role {role!r} has no grant {grant_id!r}", reason="grant_not_found")
@@ -186,6 +195,8 @@ class Authz:
         if role == ADMIN_ROLE and subject == actor:
             raise Conflict("you cannot take the admin role from yourself; ask another administrator",
                            reason="protected")
+        if role == ADMIN_ROLE:
+            await self.keep_an_admin(leaving=subject)
         if not await self._store.unassign(subject, role, AuditEntry(actor, "role.unassigned", subject, _now(),
                                                                     {"role": role})):
             raise NotFound(f"{subject!r} does not hold role {role!r}", reason="role_not_held")
@@ -196,6 +207,14 @@ class Authz:
 
     async def holders(self, role: str) -> list[str]:
         return await self._store.holders(role)
+
+    async def keep_an_admin(self, *, leaving: str) -> None:
+        """409 ``last_admin`` unless a user other than ``leaving`` holds the admin role and can log in."""
+        for subject in await self._store.holders(ADMIN_ROLE):
+            if subject != leaving and await self._user_active(subject):
+                return
+        raise Conflict("this would leave no enabled user holding the admin role, and nobody could administer "
+                       "the SSO: make another administrator first", reason="last_admin")
 
     async def ensure_admin_role(self) -> None:
         """Create ``sso:admin`` and the ``admin`` role granting it, if missing (first start)."""

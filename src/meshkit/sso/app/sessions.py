@@ -72,7 +72,12 @@ class Sessions:
         return await self.tokens.revoke_sessions(caller.subject, caller.subject, keep=session)
 
     async def disable_user(self, user_id: str, actor: str) -> None:
-        """Disable a user and end all of their sessions at once (tokens revoked on every gateway)."""
+        """Disable a user and end all of their sessions at once (tokens revoked on every gateway).
+
+        409 ``last_admin`` for the last enabled administrator (yourself included).
+        """
+        if ADMIN_ROLE in await self.authz.roles_of(user_id):
+            await self.authz.keep_an_admin(leaving=user_id)
         await self.accounts.set_disabled(user_id, True, actor)
         await self.tokens.revoke_sessions(user_id, actor)
 
