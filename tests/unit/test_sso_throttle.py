@@ -69,3 +69,26 @@ def test_keys_are_bounded():
         t.failed(f"ip-{i}")
         clock.now += 0.001
     assert len(t) <= 100
+
+
+def test_attempts_in_flight_count_until_they_end():
+    """Guesses sent at once all passed wait() before the first had failed: unlimited parallel guessing."""
+    clock = Clock()
+    t = Throttle(ThrottleRule(free=3, base_delay=1.0, max_delay=8.0, lockout_after=6, lockout=600, window=900),
+                 clock=clock)
+    admitted = 0
+    for _ in range(50):  # fifty guesses arrive before any password check has finished
+        if t.wait("k") == 0.0:
+            t.begin("k")
+            admitted += 1
+    assert admitted == 4  # the free ones and one more, as if each had failed
+    for _ in range(admitted):
+        t.end("k")
+        t.failed("k")
+    assert t.wait("k") > 0
+    clock.now += 2.0
+    assert t.wait("k") == 0.0  # all ended: the usual delay after four failures
+    t.begin("k")
+    t.end("k")
+    t.succeeded("k")  # a success still clears the account
+    assert t.wait("k") == 0.0 and len(t) == 0

@@ -12,9 +12,10 @@ Nothing here tells an outsider whether an address has an account:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from meshkit.basis.errors import Conflict, NotFound, TooManyRequests, Unauthorized, Unprocessable
@@ -104,14 +105,30 @@ class Accounts:
                                   reason="login_throttled", headers={"Retry-After": str(seconds)},
                                   details={"retry_after": seconds})
 
+    @contextlib.contextmanager
+    def _attempt(self, key: str, ip: str) -> Iterator[None]:
+        """429 when ``key`` or ``ip`` must wait; else count the attempt on both while it runs.
+
+        Counted from the check on, with no ``await`` in between: concurrent guesses see each other
+        (each used to pass the check before any of them had failed, however many were sent at once).
+        """
+        self.throttled(key, ip)
+        self.account_throttle.begin(key)
+        self.ip_throttle.begin(ip)
+        try:
+            yield
+        finally:
+            self.account_throttle.end(key)
+            self.ip_throttle.end(ip)
+
     async def login(self, email: str, password: str, *, ip: str) -> User:
         """The user whose credentials these are; 401 ``invalid_credentials`` or 429 ``login_throttled``."""
         key = normalise_email(email) or (email or "")[:254].strip().lower()
-        self.throttled(key, ip)
-        user = await self._users.by_email(key) if normalise_email(email) else None
         if not isinstance(password, str) or len(password) > 1024:
             password = ""
-        ok = await self._hasher.verify(user.password_hash if user else await self._dummy_hash(), password)
+        with self._attempt(key, ip):
+            user = await self._users.by_email(key) if normalise_email(email) else None
+            ok = await self._hasher.verify(user.password_hash if user else await self._dummy_hash(), password)
         if not ok or user is None or user.disabled:
             self.account_throttle.failed(key)
             self.ip_throttle.failed(ip)
@@ -126,8 +143,9 @@ class Accounts:
     async def change_password(self, user_id: str, current: str, new: str, *, ip: str) -> User:
         """Change the password after checking the current one (throttled like a login)."""
         user = await self.get(user_id)
-        self.throttled(user.email, ip)
-        if not await self._hasher.verify(user.password_hash, current if isinstance(current, str) else ""):
+        with self._attempt(user.email, ip):
+            ok = await self._hasher.verify(user.password_hash, current if isinstance(current, str) else "")
+        if not ok:
             self.account_throttle.failed(user.email)
             self.ip_throttle.failed(ip)
             raise Unauthorized("the current password is wrong", reason="invalid_credentials")

@@ -35,6 +35,9 @@ class ThrottleRule:
 class _State:
     failures: list[float] = field(default_factory=list)
     locked_until: float = 0.0
+    #: Attempts begun and not yet ended, and when the last one began.
+    pending: int = 0
+    began: float = 0.0
 
 
 class Throttle:
@@ -56,20 +59,34 @@ class Throttle:
         self._expire(state, now)
         if state.locked_until > now:
             return state.locked_until - now
-        extra = len(state.failures) - self.rule.free
+        # An attempt in flight counts as a failure until it ends: concurrent guesses see each other
+        # (checked before the slow password hash, they all passed as if none had been made).
+        counted = len(state.failures) + state.pending
+        extra = counted - self.rule.free
         if extra <= 0:
             return 0.0
+        if counted >= self.rule.lockout_after:
+            return max(self.rule.base_delay, 0.001)  # the attempts in flight may lock the key
         delay = min(self.rule.base_delay * 2 ** (extra - 1), self.rule.max_delay)
-        return max(0.0, state.failures[-1] + delay - now)
+        last = max(state.failures[-1] if state.failures else 0.0, state.began if state.pending else 0.0)
+        return max(0.0, last + delay - now)
+
+    def begin(self, key: str) -> None:
+        """An attempt of ``key`` starts: until :meth:`end`, :meth:`wait` counts it as a failure."""
+        state = self._state(key, self._clock())
+        state.pending += 1
+        state.began = self._clock()
+
+    def end(self, key: str) -> None:
+        """The attempt begun with :meth:`begin` is over (record its outcome with :meth:`failed`/:meth:`succeeded`)."""
+        state = self._keys.get(key)
+        if state is not None and state.pending:
+            state.pending -= 1
 
     def failed(self, key: str) -> None:
         """Record a failed attempt of ``key`` (locks it when it reaches ``lockout_after``)."""
         now = self._clock()
-        state = self._keys.get(key)
-        if state is None:
-            if len(self._keys) >= self.max_keys:
-                self._prune(now)
-            state = self._keys[key] = _State()
+        state = self._state(key, now)
         self._expire(state, now)
         state.failures.append(now)
         if len(state.failures) >= self.rule.lockout_after:
@@ -80,11 +97,22 @@ class Throttle:
         """Forget ``key``'s failures (a lockout in force stays)."""
         state = self._keys.get(key)
         if state is not None and state.locked_until <= self._clock():
-            del self._keys[key]
+            if state.pending:
+                state.failures.clear()  # others' attempts are still in flight: keep counting them
+            else:
+                del self._keys[key]
 
     def locked(self, key: str) -> bool:
         state = self._keys.get(key)
         return state is not None and state.locked_until > self._clock()
+
+    def _state(self, key: str, now: float) -> _State:
+        state = self._keys.get(key)
+        if state is None:
+            if len(self._keys) >= self.max_keys:
+                self._prune(now)
+            state = self._keys[key] = _State()
+        return state
 
     def _expire(self, state: _State, now: float) -> None:
         horizon = now - self.rule.window
@@ -95,11 +123,12 @@ class Throttle:
         for key in list(self._keys):
             state = self._keys[key]
             self._expire(state, now)
-            if not state.failures and state.locked_until <= now:
+            if not state.failures and not state.pending and state.locked_until <= now:
                 del self._keys[key]
         if len(self._keys) >= self.max_keys:  # still full: drop the oldest half rather than grow
             for key in list(self._keys)[: self.max_keys // 2]:
-                del self._keys[key]
+                if not self._keys[key].pending:
+                    del self._keys[key]
 
     def __len__(self) -> int:
         return len(self._keys)
