@@ -234,6 +234,11 @@ async def test_admin_api_rbac_abac_and_audit(sso):
     audit = (await c.get("/v1/admin/audit?limit=200", headers=a)).json()["items"]
     actions = {(e["action"], e["target"]) for e in audit}
     assert ("role.created", role) in actions and ("role.assigned", me) in actions
+    # Each login opened a session (its sid), from the client's address: audited too.
+    payload = user["access_token"].split(".")[1]
+    sid = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sid"]
+    opened = [e for e in audit if e["action"] == "session.opened" and e["target"] == sid]
+    assert len(opened) == 1 and opened[0]["actor"] == me and set(opened[0]["details"]) == {"ip"}
     assert all(e["actor"] and e["at"] for e in audit)
     assert all("password" not in orjson.dumps(e["details"]).decode() for e in audit)
 

@@ -68,3 +68,31 @@ async def test_the_right_password_in_flight_with_guesses_still_logs_in():
     hasher.gate.set()
     assert (await accounts.login("ann@example.com", "right-password-1", ip="10.0.0.1")).id == "usr_1"
     assert accounts.account_throttle.wait("ann@example.com") == 0.0 and accounts.ip_throttle.wait("10.0.0.1") == 0.0
+
+
+async def test_a_lockout_is_audited_once_for_the_account_and_once_for_the_address():
+    now = datetime.now(UTC)
+    hasher = GatedHasher()
+    hasher.gate.set()
+    entries = []
+
+    async def record(entry):
+        entries.append(entry)
+
+    rule = ThrottleRule(free=10, base_delay=0.0, lockout_after=3, lockout=900, window=900)
+    accounts = Accounts(MemoryUsers(User("usr_1", "ann@example.com", "hash:right-password-1", now, now)), hasher,
+                        account_throttle=Throttle(rule), ip_throttle=Throttle(replace(rule, lockout_after=4)),
+                        audit=record)
+    for _ in range(3):
+        try:
+            await accounts.login("Ann@Example.com", "guess-guess-guess", ip="10.9.9.9")
+        except Unauthorized:
+            pass
+    assert [(e.actor, e.action, e.target) for e in entries] == [
+        ("system:throttle", "login.locked", "account:ann@example.com")]
+    try:
+        await accounts.login("bob@example.com", "guess-guess-guess", ip="10.9.9.9")
+    except Unauthorized:
+        pass
+    assert entries[-1].target == "ip:10.9.9.9" and entries[-1].details == {"ip": "10.9.9.9", "seconds": 900}
+    assert len(entries) == 2 and all("guess" not in str(e.details) for e in entries)

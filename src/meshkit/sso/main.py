@@ -56,8 +56,9 @@ def build(settings: SsoSettings, *, publisher: Publisher | None = None) -> Servi
                                 lockout=s.lockout_seconds, window=s.lockout_seconds)
     ip_rule = ThrottleRule(free=s.ip_free_failures, base_delay=s.throttle_base_delay, max_delay=s.throttle_max_delay,
                            lockout_after=s.ip_lockout_after, lockout=s.lockout_seconds, window=s.lockout_seconds)
+    audit = SqlAudit(sessions_factory)
     accounts = Accounts(SqlUsers(sessions_factory), hasher, account_throttle=Throttle(account_rule),
-                        ip_throttle=Throttle(ip_rule))
+                        ip_throttle=Throttle(ip_rule), audit=audit.record)
     keys = KeyRing(SqlKeys(sessions_factory), AesGcmSealer(kek), alg=s.signing_alg,
                    rotation_interval=s.key_rotation_interval)
     bus_publisher = (BusPublisher(s.nats_url, source=s.name, retention=s.revocation_max_age)
@@ -78,7 +79,6 @@ def build(settings: SsoSettings, *, publisher: Publisher | None = None) -> Servi
     authz = Authz(SqlAuthz(sessions_factory), subject_exists=subject_exists, user_active=user_active)
     sessions = Sessions(accounts, authz, tokens, machines)
     authz_holder["sessions"] = sessions
-    audit = SqlAudit(sessions_factory)
     options = PublicOptions(issuer=s.issuer, public_base=s.public_base, trusted_proxies=s.trusted_proxies,
                             allow_signup=s.allow_signup, signing_alg=s.signing_alg)
     public = PublicHandlers(sessions, tokens, keys, authz, machines, options)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 
 from meshkit.basis.errors import Conflict, NotFound, TooManyRequests, Unauthorized, Unprocessable
@@ -59,9 +59,12 @@ class Accounts:
     """User accounts over a :class:`UserStore` and a :class:`PasswordHasher`."""
 
     def __init__(self, users: UserStore, hasher: PasswordHasher, *, account_throttle: Throttle,
-                 ip_throttle: Throttle, clock: Callable[[], datetime] = _now) -> None:
+                 ip_throttle: Throttle, clock: Callable[[], datetime] = _now,
+                 audit: Callable[[AuditEntry], Awaitable[None]] | None = None) -> None:
         self._users = users
         self._hasher = hasher
+        #: Where a lockout is recorded (the audit log); ``None`` records nothing.
+        self._audit = audit
         self.account_throttle = account_throttle
         self.ip_throttle = ip_throttle
         self._clock = clock
@@ -121,6 +124,16 @@ class Accounts:
             self.account_throttle.end(key)
             self.ip_throttle.end(ip)
 
+    async def _failed(self, key: str, ip: str) -> None:
+        """Count a failed attempt on the account and the address; audit a lockout either caused."""
+        locked = [(f"account:{key}", self.account_throttle) if self.account_throttle.failed(key) else None,
+                  (f"ip:{ip}", self.ip_throttle) if self.ip_throttle.failed(ip) else None]
+        for target, throttle in filter(None, locked):
+            log.warning("login locked for %.0f s after repeated failures: %s", throttle.rule.lockout, target)
+            if self._audit is not None:
+                await self._audit(AuditEntry("system:throttle", "login.locked", target[:200], self._clock(),
+                                             {"ip": ip, "seconds": throttle.rule.lockout}))
+
     async def login(self, email: str, password: str, *, ip: str) -> User:
         """The user whose credentials these are; 401 ``invalid_credentials`` or 429 ``login_throttled``."""
         key = normalise_email(email) or (email or "")[:254].strip().lower()
@@ -130,8 +143,7 @@ class Accounts:
             user = await self._users.by_email(key) if normalise_email(email) else None
             ok = await self._hasher.verify(user.password_hash if user else await self._dummy_hash(), password)
         if not ok or user is None or user.disabled:
-            self.account_throttle.failed(key)
-            self.ip_throttle.failed(ip)
+            await self._failed(key, ip)
             raise invalid_credentials()
         self.account_throttle.succeeded(key)
         if self._hasher.needs_rehash(user.password_hash):
@@ -146,8 +158,7 @@ class Accounts:
         with self._attempt(user.email, ip):
             ok = await self._hasher.verify(user.password_hash, current if isinstance(current, str) else "")
         if not ok:
-            self.account_throttle.failed(user.email)
-            self.ip_throttle.failed(ip)
+            await self._failed(user.email, ip)
             raise Unauthorized("the current password is wrong", reason="invalid_credentials")
         problems = password_problems(new, user.email)
         if problems:

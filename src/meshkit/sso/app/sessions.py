@@ -36,7 +36,8 @@ class Sessions:
         """Check the credentials and open a session: ``{access_token, refresh_token, token_type, expires_in}``."""
         user = await self.accounts.login(email, password, ip=ip)
         roles, permissions = await self.authz.claims_for(user.id)
-        return await self.tokens.open_session(user.id, roles=roles, permissions=permissions, tenant=user.tenant)
+        return await self.tokens.open_session(user.id, roles=roles, permissions=permissions, tenant=user.tenant,
+                                              details={"ip": ip})
 
     async def refresh(self, refresh_token: str) -> dict[str, Any]:
         """Rotate the refresh token: a new pair carrying the user's *current* roles and permissions."""

@@ -128,9 +128,16 @@ class Tokens:
     # -- sessions (refresh-token families) ------------------------------------------------
 
     async def open_session(self, subject: str, *, roles: list[str], permissions: list[str],
-                           tenant: str | None = None, audit: AuditEntry | None = None) -> dict[str, Any]:
-        """A new session: an access token and the first refresh token of a new family."""
-        return await self._issue(subject, new_id("ses"), roles, permissions, tenant, audit)
+                           tenant: str | None = None, details: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A new session: an access token and the first refresh token of a new family.
+
+        Audited (``session.opened``, the family as target, ``details`` such as the client's
+        address) in the transaction that stores the refresh token.
+        """
+        family = new_id("ses")
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        audit = AuditEntry(subject, "session.opened", family, now, details or {})
+        return await self._issue(subject, family, roles, permissions, tenant, audit)
 
     async def _issue(self, subject: str, family: str, roles: list[str], permissions: list[str],
                      tenant: str | None, audit: AuditEntry | None = None) -> dict[str, Any]:

@@ -83,8 +83,8 @@ class Throttle:
         if state is not None and state.pending:
             state.pending -= 1
 
-    def failed(self, key: str) -> None:
-        """Record a failed attempt of ``key`` (locks it when it reaches ``lockout_after``)."""
+    def failed(self, key: str) -> bool:
+        """Record a failed attempt of ``key``; ``True`` when this one locked it (``lockout_after`` reached)."""
         now = self._clock()
         state = self._state(key, now)
         self._expire(state, now)
@@ -92,6 +92,8 @@ class Throttle:
         if len(state.failures) >= self.rule.lockout_after:
             state.locked_until = now + self.rule.lockout
             state.failures.clear()
+            return True
+        return False
 
     def succeeded(self, key: str) -> None:
         """Forget ``key``'s failures (a lockout in force stays)."""
