@@ -122,6 +122,17 @@ def test_retry_policy_grows_and_caps():
     assert all(0.9 <= jittered.delay(1) <= 1.1 for _ in range(50))
 
 
+def test_a_handler_cannot_consume_the_dead_letters():
+    # Before: accepted; every letter was unreadable as an event, so it was dead-lettered into the
+    # stream the handler consumed, which made another letter, and so on without end.
+    bus = Bus("nats://127.0.0.1:1", source="unitbus")
+
+    async def on_letter(event: Envelope) -> None: ...
+
+    with pytest.raises(ConfigError, match="dead letters"):
+        bus.subscribe("dlq.>", on_letter, durable="alerts")
+
+
 def test_subjects_and_streams():
     assert subject_matches("catalog.product.*", "catalog.product.created")
     assert not subject_matches("catalog.product.*", "catalog.product.created.x")

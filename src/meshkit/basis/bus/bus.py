@@ -136,6 +136,9 @@ class Bus:
     ) -> HandlerSpec:
         """The non-decorator form of :meth:`handler`; returns the consumer's spec."""
         stream = stream_for(pattern)
+        if stream.name == DLQ.name:  # each letter would be unreadable as an event: dead-lettered into the DLQ again
+            raise ConfigError(f"a handler cannot consume dead letters ({pattern!r}): they are not events; read them "
+                              "with list_dead_letters / get_dead_letter (or `meshkit dlq`)")
         self._add_stream(stream)
         name = _durable_name(durable or f"{self.source}-{getattr(fn, '__name__', 'handler')}".replace("_", "-"))
         if any(s.durable == name for s in self.specs):
