@@ -301,6 +301,10 @@ async def test_discovery_documents(sso):
     assert conf["id_token_signing_alg_values_supported"] == ["EdDSA"]
     jwks = (await c.get("/.well-known/jwks.json")).json()
     assert len(jwks["keys"]) >= 2 and all("d" not in k for k in jwks["keys"])
+    for grant in conf["grant_types_supported"]:  # each one the token endpoint takes (bad credentials: not 400)
+        r = await c.post("/oauth/token", data={"grant_type": grant, "refresh_token": "x" * 40, "username": "a@b.cd",
+                                               "password": PASSWORD, "client_id": "sa_x", "client_secret": "x"})
+        assert r.json()["error"]["reason"] != "unsupported_grant_type", grant
 
 
 async def test_keys_rotate_on_demand_persist_sealed_and_serve_a_second_instance(sso, nats_server, tmp_path):

@@ -97,7 +97,9 @@ class PublicHandlers:
             "token_endpoint": f"{issuer}/oauth/token",
             "userinfo_endpoint": f"{base}/userinfo",
             "revocation_endpoint": f"{base}/logout",
-            "grant_types_supported": ["password", "refresh_token", "client_credentials"],
+            # What token_endpoint accepts (a password logs in at /login, not here: an OIDC client
+            # trusting "password" was told 400 unsupported_grant_type).
+            "grant_types_supported": ["refresh_token", "client_credentials"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "id_token_signing_alg_values_supported": [self.options.signing_alg],
             "subject_types_supported": ["public"],
