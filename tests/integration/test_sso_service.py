@@ -478,3 +478,24 @@ async def test_the_last_enabled_administrator_cannot_be_removed(nats_server, tmp
             third = (await c.post("/v1/admin/users", json={"email": email(), "password": PASSWORD}, headers=a)).json()
             await c.put(f"/v1/admin/subjects/{third['id']}/roles/admin", headers=a)
             assert (await c.post(f"/v1/admin/users/{me}/disable", headers=a)).status_code == 200
+
+
+async def test_an_api_key_stops_while_its_subject_is_disabled(sso):
+    """Disabling a user or a service account ended its sessions, but the API keys acting as it went on working."""
+    _, c = sso
+    a = await admin(c)
+    user = (await c.post("/v1/admin/users", json={"email": email(), "password": PASSWORD}, headers=a)).json()
+    robot = (await c.post("/v1/admin/service-accounts", json={"name": f"keyed-{uuid.uuid4().hex[:6]}"},
+                          headers=a)).json()
+    for subject, off, on in ((user["id"], f"/v1/admin/users/{user['id']}/disable", f"/v1/admin/users/{user['id']}/enable"),
+                             (robot["id"], f"/v1/admin/service-accounts/{robot['id']}/disable", None)):
+        key = (await c.post("/v1/admin/api-keys", json={"name": "k", "subject": subject, "scopes": []},
+                            headers=a)).json()["key"]
+        assert (await c.post("/v1/apikeys/introspect", json={"key": key})).json()["active"] is True
+        assert (await c.post(off, headers=a)).status_code in (200, 204)
+        assert (await c.post("/v1/apikeys/introspect", json={"key": key})).json() == {"active": False}
+        if on:
+            await c.post(on, headers=a)
+            assert (await c.post("/v1/apikeys/introspect", json={"key": key})).json()["active"] is True
+    partner = (await c.post("/v1/admin/api-keys", json={"name": "k", "subject": "partner-acme"}, headers=a)).json()
+    assert (await c.post("/v1/apikeys/introspect", json={"key": partner["key"]})).json()["active"] is True

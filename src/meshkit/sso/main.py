@@ -66,7 +66,11 @@ def build(settings: SsoSettings, *, publisher: Publisher | None = None) -> Servi
     token_store = SqlTokens(sessions_factory)
     tokens = Tokens(keys, token_store, publisher or bus_publisher, issuer=s.issuer,  # type: ignore[arg-type]
                     audience=s.audience, access_ttl=s.access_ttl, refresh_ttl=s.refresh_ttl)
-    machines = Machines(SqlMachines(sessions_factory))
+    async def user_disabled(subject: str) -> bool:
+        user = await accounts.find(subject)
+        return user is not None and user.disabled
+
+    machines = Machines(SqlMachines(sessions_factory), user_disabled=user_disabled)
     authz_holder: dict[str, Any] = {}
 
     async def subject_exists(subject: str) -> bool:

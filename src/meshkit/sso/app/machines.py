@@ -4,14 +4,15 @@ Client secrets and API keys are 256-bit random strings, shown once when made
 and stored only as SHA-256 (enough for a random secret; a slow hash is for
 passwords people choose). Lookups hash what was presented and compare hashes in
 constant time. An API key looks like ``mk_<id part>_<secret>``; its
-``scopes`` are exactly the permissions it carries.
+``scopes`` are exactly the permissions it carries; while its subject is a
+disabled user or service account it is inactive.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,9 +37,12 @@ def invalid_client() -> Unauthorized:
 class Machines:
     """Service accounts and API keys over a :class:`MachineStore`."""
 
-    def __init__(self, store: MachineStore, *, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(self, store: MachineStore, *, clock: Callable[[], datetime] = _now,
+                 user_disabled: Callable[[str], Awaitable[bool]] | None = None) -> None:
         self._store = store
         self._clock = clock
+        #: Whether a subject is a disabled user (an API key acting as one is inactive meanwhile).
+        self._user_disabled = user_disabled
 
     # -- service accounts --------------------------------------------------------------------
 
@@ -116,6 +120,12 @@ class Machines:
     async def keys(self) -> list[ApiKey]:
         return await self._store.keys()
 
+    async def _subject_disabled(self, subject: str) -> bool:
+        account = await self._store.account(subject)
+        if account is not None:
+            return account.disabled
+        return self._user_disabled is not None and await self._user_disabled(subject)
+
     async def introspect(self, raw: str) -> dict[str, Any]:
         """RFC 7662-style answer for an API key: ``{"active": false}`` unless it is known, live and unexpired."""
         if not isinstance(raw, str) or not raw.startswith("mk_") or len(raw) > 200:
@@ -126,6 +136,8 @@ class Machines:
         if key is None or not hmac.compare_digest(key.key_hash, digest) or key.revoked_at is not None or (
                 key.expires_at is not None and key.expires_at <= now):
             return {"active": False}
+        if await self._subject_disabled(key.subject):
+            return {"active": False}  # disabling a user or service account stops the keys acting as it
         return {"active": True, "key_id": key.id, "subject": key.subject, "permissions": key.scopes, "roles": [],
                 "tenant": key.tenant, "exp": key.expires_at.timestamp() if key.expires_at else None,
                 "name": key.name}
