@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from helpers.things import names, things_engine
-from meshkit.basis.errors import Conflict, Unavailable
+from meshkit.basis.errors import Conflict, Unavailable, Unprocessable
 from meshkit.basis.storage import create_engine, session_factory, transaction
 from meshkit.basis.storage.testing import scratch_engine
 
@@ -51,6 +51,23 @@ async def test_unique_violation_is_conflict_naming_the_column_and_nothing_half_w
     assert info.value.details["fields"] == ["name"]
     assert info.value.__cause__ is not None  # translated with `from`
     assert await names(engine) == ["a"]  # 'b' went with the failed transaction
+
+
+@pytest.mark.parametrize("values", [
+    "(1, 'a name longer than twenty characters')",  # 22001: too long for VARCHAR(20)
+    "(2147483648, 'b')",  # 22003: out of range for INTEGER
+    "(3, E'nul\\x00byte')",  # 22021: NUL is no character of a text
+])
+async def test_a_value_postgresql_refuses_is_unprocessable_and_nothing_half_written(engine, values):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite stores these values as they are (no length, range or encoding check)")
+    sessions = session_factory(engine)
+    with pytest.raises(Unprocessable) as caught:
+        async with transaction(sessions) as session:
+            await session.execute(text("INSERT INTO things (id, name) VALUES (10, 'kept?')"))
+            await session.execute(text(f"INSERT INTO things (id, name) VALUES {values}"))
+    assert caught.value.reason == "invalid_value" and caught.value.status == 422
+    assert await names(engine) == []
 
 
 async def test_concurrent_read_modify_write_transactions_serialise(engine):

@@ -3,7 +3,8 @@
 A repository wraps its work in :func:`translate_errors` (``transaction`` does it
 for you) and sees only :mod:`meshkit.basis.errors`: a unique or primary-key
 violation is a :class:`Conflict` whose ``details`` name the columns, a check or
-not-null violation is :class:`Unprocessable`, a locked database or a lost
+not-null violation, or a value PostgreSQL refuses for its column (too long, out of
+range, not valid text: SQLSTATE class 22), is :class:`Unprocessable`, a locked database or a lost
 connection is :class:`Unavailable` (retry later), anything else is
 :class:`Internal` — never a driver message to a client.
 """
@@ -24,6 +25,7 @@ _PG_UNIQUE = "23505"
 _PG_FOREIGN_KEY = "23503"
 _PG_NOT_NULL = "23502"
 _PG_CHECK = "23514"
+_PG_DATA_EXCEPTION = "22"  # a value too long, out of range, malformed or not text (class 22)
 _PG_UNAVAILABLE_PREFIXES = ("08", "53", "57P")  # connection, resources, shutdown
 _PG_RETRYABLE = ("40001", "40P01")  # serialization failure, deadlock
 
@@ -53,6 +55,9 @@ def translate(exc: BaseException) -> MeshkitError:
         return Conflict("the record refers to, or is referred to by, another record", reason="reference")
     if code in (_PG_NOT_NULL, _PG_CHECK) or name in ("SQLITE_CONSTRAINT_NOTNULL", "SQLITE_CONSTRAINT_CHECK"):
         return Unprocessable("the record breaks a database constraint", reason="constraint")
+    if code and code.startswith(_PG_DATA_EXCEPTION):
+        return Unprocessable("a value does not fit its column: too long, out of range or not valid text",
+                             reason="invalid_value")
     if (
         code in _PG_RETRYABLE
         or (code and code.startswith(_PG_UNAVAILABLE_PREFIXES))
