@@ -47,10 +47,12 @@ class MemoryTokens:
     async def by_hash(self, token_hash):
         return next((replace(t) for t in self.rows.values() if t.token_hash == token_hash), None)
 
-    async def use(self, token_id, now):
+    async def use(self, token_id, now, successor=None):
         t = self.rows[token_id]
         if t.used_at is not None or t.revoked_at is not None:
             return False
+        if successor is not None:
+            await self.add(successor)  # may fail (a test's database outage): then nothing happened
         t.used_at = now
         return True
 
@@ -265,3 +267,31 @@ async def test_a_revoked_token_stays_refused_through_the_leeway_past_its_exp():
     assert jti not in tokens._revoked
     tokens.remember("late", exp)  # another instance's revocation of a token that no longer verifies
     assert not tokens.is_revoked("late") and pub.published == [(jti, exp)]
+
+
+async def test_a_refresh_that_fails_half_way_can_be_retried_with_the_same_token():
+    """The token was spent before the new one was stored or the claims read: a database error there (503),
+    then the client's retry looked like reuse — the session ended, 'for safety'."""
+    from meshkit.basis.errors import Unavailable
+
+    _, tokens, pub = await make()
+    pair = await tokens.open_session("u", roles=[], permissions=[])
+    store = tokens._store
+    add = store.add
+
+    async def down(*args, **kwargs):
+        raise Unavailable("the database is busy or unreachable; retry shortly")
+
+    async def claims_down(subject):
+        raise Unavailable("the database is busy or unreachable; retry shortly")
+
+    with pytest.raises(Unavailable):
+        await tokens.rotate(pair["refresh_token"], claims_down)
+    store.add = down
+    with pytest.raises(Unavailable):
+        await tokens.rotate(pair["refresh_token"], _claims)
+    store.add = add
+    again = await tokens.rotate(pair["refresh_token"], _claims)  # the retry
+    assert tokens.verify(again["access_token"])["permissions"] == ["catalog:write"] and pub.published == []
+    with pytest.raises(Unauthorized, match="already used"):
+        await tokens.rotate(pair["refresh_token"], _claims)  # now it is spent: a copy is theft, as before

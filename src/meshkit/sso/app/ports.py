@@ -69,8 +69,9 @@ class AuthzStore(Protocol):
 class TokenStore(Protocol):
     async def add(self, token: RefreshToken, audit: AuditEntry | None = None) -> None: ...
     async def by_hash(self, token_hash: str) -> RefreshToken | None: ...
-    async def use(self, token_id: str, now: datetime) -> bool:
-        """Mark the token used if it was not yet (``False``: someone used it first — reuse)."""
+    async def use(self, token_id: str, now: datetime, successor: RefreshToken | None = None) -> bool:
+        """Mark the token used if it was not yet (``False``: someone used it first — reuse), and store
+        ``successor`` with it, atomically: if either fails, neither happened."""
 
     async def revoke_family(self, family: str, now: datetime, audit: AuditEntry | None) -> list[tuple[str, float]]:
         """Revoke every token of the family; ``(access_jti, access_exp)`` of the access tokens issued in it."""

@@ -141,14 +141,22 @@ class Tokens:
 
     async def _issue(self, subject: str, family: str, roles: list[str], permissions: list[str],
                      tenant: str | None, audit: AuditEntry | None = None) -> dict[str, Any]:
+        pair, record = self._pair(subject, family, roles, permissions, tenant)
+        await self._store.add(record, audit)
+        return pair
+
+    def _pair(self, subject: str, family: str, roles: list[str], permissions: list[str],
+              tenant: str | None) -> tuple[dict[str, Any], RefreshToken]:
+        """A new access token and refresh token of ``family``, and the record to store for the latter."""
         access, jti, exp = self.mint(subject, roles=roles, permissions=permissions, tenant=tenant, sid=family)
         raw = secrets.token_urlsafe(32)
         now = datetime.fromtimestamp(self._clock(), UTC)
-        await self._store.add(RefreshToken(
-            id=new_id("rt"), token_hash=token_hash(raw), family=family, subject=subject, issued_at=now,
-            expires_at=now + timedelta(seconds=self.refresh_ttl), access_jti=jti, access_exp=exp), audit)
-        return {"access_token": access, "refresh_token": raw, "token_type": "Bearer",
+        record = RefreshToken(id=new_id("rt"), token_hash=token_hash(raw), family=family, subject=subject,
+                              issued_at=now, expires_at=now + timedelta(seconds=self.refresh_ttl), access_jti=jti,
+                              access_exp=exp)
+        pair = {"access_token": access, "refresh_token": raw, "token_type": "Bearer",
                 "expires_in": int(exp - int(self._clock()))}
+        return pair, record
 
     async def rotate(self, raw: str, claims_for: Callable[[str], Any]) -> dict[str, Any]:
         """Use refresh token ``raw`` once: a new pair in the same family, or 401 ``invalid_grant``.
@@ -163,17 +171,21 @@ class Tokens:
         now = datetime.fromtimestamp(self._clock(), UTC)
         if record is None or record.revoked_at is not None or record.expires_at <= now:
             raise invalid_grant()
-        if record.used_at is not None or not await self._store.use(record.id, now):
-            await self.revoke_family(record.family, "system:reuse-detection", "session.reuse_detected",
-                                     {"subject": record.subject})
-            raise invalid_grant("this refresh token was already used: the session has been ended for safety; "
-                                "log in again")
-        try:
-            roles, permissions, tenant = await claims_for(record.subject)
-        except Unauthorized:
-            await self.revoke_family(record.family, "system", "session.ended", {"why": "subject disabled"})
-            raise invalid_grant() from None
-        return await self._issue(record.subject, record.family, roles, permissions, tenant)
+        if record.used_at is None:
+            try:
+                roles, permissions, tenant = await claims_for(record.subject)
+            except Unauthorized:
+                await self.revoke_family(record.family, "system", "session.ended", {"why": "subject disabled"})
+                raise invalid_grant() from None
+            # Spent and replaced in one transaction, after everything that may fail: a database error
+            # (a 503 the client retries) leaves the token as it was. Spent first, the retry was "reuse".
+            pair, successor = self._pair(record.subject, record.family, roles, permissions, tenant)
+            if await self._store.use(record.id, now, successor):
+                return pair
+        await self.revoke_family(record.family, "system:reuse-detection", "session.reuse_detected",
+                                 {"subject": record.subject})
+        raise invalid_grant("this refresh token was already used: the session has been ended for safety; "
+                            "log in again")
 
     async def family_of(self, raw: str) -> RefreshToken | None:
         """The stored record of refresh token ``raw`` (any state), or ``None``."""

@@ -34,15 +34,19 @@ class SqlTokens:
                 select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash))).mappings().first()
         return RefreshToken(**{f: row[f] for f in _FIELDS}) if row is not None else None
 
-    async def use(self, token_id: str, now: datetime) -> bool:
-        # Conditional update: of two concurrent uses exactly one sees rowcount 1.
+    async def use(self, token_id: str, now: datetime, successor: RefreshToken | None = None) -> bool:
+        # Conditional update: of two concurrent uses exactly one sees rowcount 1. The successor is
+        # stored in the same transaction: a failure leaves the old token unused, to be retried.
         statement = (update(refresh_tokens)
                      .where(refresh_tokens.c.id == token_id, refresh_tokens.c.used_at.is_(None),
                             refresh_tokens.c.revoked_at.is_(None))
                      .values(used_at=now))
         async with transaction(self._sessions) as session:
             result = await session.execute(statement)
-        return result.rowcount == 1  # type: ignore[attr-defined]
+            won = result.rowcount == 1  # type: ignore[attr-defined]
+            if won and successor is not None:
+                await session.execute(insert(refresh_tokens).values({f: getattr(successor, f) for f in _FIELDS}))
+        return won
 
     async def revoke_family(self, family: str, now: datetime, audit: AuditEntry | None) -> list[tuple[str, float]]:
         async with transaction(self._sessions) as session:
