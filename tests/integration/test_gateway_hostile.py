@@ -20,6 +20,8 @@ from meshkit.gateway.messages import Response
 from meshkit.gateway.server import serve
 from meshkit.gateway.settings import GatewaySettings
 
+BIG = b"z" * 1_000_000
+
 
 class Echo:
     """The upstream: answers with what reached it (method, target, headers)."""
@@ -33,6 +35,8 @@ class Echo:
             await asyncio.sleep(0.2)
         if req.path.endswith("/fixed"):  # the same answer to GET and HEAD (the server drops HEAD's body)
             return Response(200, [(b"content-type", b"text/plain")], b"f" * 1234)
+        if req.path.endswith("/big"):
+            return Response(200, [(b"content-type", b"application/octet-stream")], BIG)
         if req.path.endswith(("/204", "/304")):
             status = int(req.path[-3:])
             return Response(status, [(b"etag", b'"v1"')] if status == 304 else [])
@@ -330,3 +334,33 @@ async def test_a_transfer_coding_other_than_chunked_is_not_implemented(gw):
     assert status == 501 and headers["connection"] == "close"
     assert orjson.loads(body)["error"]["reason"] == "unsupported_transfer_coding"
     assert gw.echo.calls == 0
+
+
+@pytest.mark.parametrize("prefix", ["/e", "/c"])  # the task-free path, the cache's path
+async def test_a_client_that_does_not_read_gets_no_more_answers_buffered_for_it(gw, prefix):
+    # 200 pipelined GETs of a 1 MB answer, and the client reads nothing: the gateway wrote
+    # answer after answer into its send buffer, 200 MB for one connection.
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.transport.pause_reading()  # (the kernel's socket buffers still take a few answers)
+    n = 200
+    writer.write(f"GET {prefix}/big HTTP/1.1\r\nHost: gw\r\n\r\n".encode() * (n - 1)
+                 + f"GET {prefix}/big HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    await asyncio.sleep(1.0)
+    buffered = sum(c.transport.get_write_buffer_size() for c in gw.server.connections)
+    assert buffered < 5 * len(BIG), buffered
+    writer.transport.resume_reading()  # once it reads, every answer comes, in order
+    received = 0
+    try:
+        while True:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 200 ")
+            length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
+            assert length == len(BIG)
+            await reader.readexactly(length)
+            received += 1
+    except asyncio.IncompleteReadError as exc:
+        assert exc.partial == b""  # closed after the last answer, not in the middle of one
+    finally:
+        writer.close()
+    assert received == n

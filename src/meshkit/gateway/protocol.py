@@ -12,7 +12,8 @@ request were a measurable share of a proxied request's CPU (see
 ``docs/benchmarks.md``).
 
 - keep-alive and pipelining: requests on one connection are answered strictly in
-  order by one task; reading pauses while too many wait (back-pressure);
+  order; reading pauses while too many wait, and no further request is answered
+  while the client does not read what was written (back-pressure);
 - limits: header bytes → 431, body bytes → 413 (both close the connection, the
   rest of the stream cannot be trusted). The header limit is checked as each
   header completes and, while a head is still arriving, on the bytes received
@@ -113,6 +114,11 @@ class HttpProtocol(asyncio.Protocol):
         if self.write_ready is not None:
             self.write_ready.set()
             self.write_ready = None
+        if self.task is None and not self.closing:  # requests held back while the client was not reading
+            if self.pending:
+                self._start_next()
+            elif self.paused_reading:
+                self.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self.reading_since is None:
@@ -243,11 +249,13 @@ class HttpProtocol(asyncio.Protocol):
         req = Request(p.get_method().decode("ascii"), path.decode("latin-1"), query, self._headers, body,
                       p.should_keep_alive(), p.get_http_version(), self.client, self.server.scheme)
         self.reading_since = None
-        if self.task is None:
+        if self.task is None and self.write_ready is None:
             self._start(req)
         else:
             self.pending.append(req)
-            if len(self.pending) >= self.limits.max_pipelined:
+            # Also while the client does not read what we wrote: answering more would pile them
+            # up in memory (a client pipelining GETs of a large answer and never reading).
+            if len(self.pending) >= self.limits.max_pipelined or self.write_ready is not None:
                 self.pause_reading()
 
     # --- answering --------------------------------------------------------
@@ -284,7 +292,9 @@ class HttpProtocol(asyncio.Protocol):
             self.task = None
             return
         self.task = None
-        if self.pending:
+        if self.write_ready is not None:  # the client is not reading: hold the rest (resume_writing goes on)
+            self.pause_reading()
+        elif self.pending:
             self._start_next()
 
     async def _run_rest(self, req: Request, resp: Response, keep: bool) -> None:
@@ -315,7 +325,7 @@ class HttpProtocol(asyncio.Protocol):
             return  # answer() from inside the loop below: the loop takes the next one
         self._starting = True
         try:
-            while self.pending and self.task is None and not self.closing:
+            while self.pending and self.task is None and not self.closing and self.write_ready is None:
                 nxt = self.pending.popleft()
                 if self.paused_reading and len(self.pending) < self.limits.max_pipelined // 2:
                     self.resume_reading()
@@ -345,6 +355,11 @@ class HttpProtocol(asyncio.Protocol):
                 await self._send(resp, keep, req.method == "HEAD" if not isinstance(req, _Failed) else False)
                 if not self._went_on(keep) or not self.pending:
                     return
+                if self.write_ready is not None:  # the client is not reading: wait until it does
+                    self.pause_reading()
+                    await self.write_ready.wait()
+                    if self.closing:
+                        return
                 req = self.pending.popleft()
                 if self.paused_reading and len(self.pending) < self.limits.max_pipelined // 2:
                     self.resume_reading()
