@@ -499,3 +499,37 @@ async def test_an_api_key_stops_while_its_subject_is_disabled(sso):
             assert (await c.post("/v1/apikeys/introspect", json={"key": key})).json()["active"] is True
     partner = (await c.post("/v1/admin/api-keys", json={"name": "k", "subject": "partner-acme"}, headers=a)).json()
     assert (await c.post("/v1/apikeys/introspect", json={"key": partner["key"]})).json()["active"] is True
+
+
+async def test_a_rotation_racing_an_emergency_rotation_does_not_bring_the_leaked_key_back(nats_server, tmp_path):
+    """Two instances rotating at once each wrote the keys as they had read them: the later write undid the
+    emergency — the leaked key back in the JWKS as 'previous', the retired pending key signing as 'current'."""
+    from meshkit.basis.storage import session_factory
+    from meshkit.sso.adapters import AesGcmSealer, SqlKeys, decode_key
+    from meshkit.sso.app import KeyRing
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}"
+    settings = settings_for(url, nats_server, tmp_path)
+    async with running(build(settings)) as svc:
+        mine = svc.state["keys"]
+        leaked = mine.current.kid
+        pending = next(k.kid for k in mine._keys if k.state == "next")
+        other_store = SqlKeys(session_factory(svc.state["engine"]))
+        other = KeyRing(other_store, AesGcmSealer(decode_key(settings.key_encryption_key.get_secret_value())))
+        await other.load()
+        read = other_store.all
+        raced = []
+
+        async def read_then_the_emergency_lands():
+            keys = await read()
+            if not raced:  # the other instance has read the keys; the emergency rotation commits now
+                raced.append(await mine.rotate("usr_admin", emergency=True))
+            return keys
+
+        other_store.all = read_then_the_emergency_lands
+        await other.rotate("system:schedule")
+        states = {k.kid: k.state for k in await read()}
+        assert states[leaked] == states[pending] == "retired"
+        assert sorted(states.values()).count("current") == 1 and sorted(states.values()).count("next") == 1
+        await mine.reload()
+        assert mine.current.kid == raced[0].kid and {leaked, pending}.isdisjoint(k["kid"] for k in mine.jwks()["keys"])

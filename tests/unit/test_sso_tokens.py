@@ -28,10 +28,13 @@ class MemoryKeys:
     async def all(self):
         return [replace(k) for k in sorted(self.rows.values(), key=lambda k: k.created_at)]
 
-    async def save_all(self, keys, audit):
+    async def save_all(self, keys, audit, expected=None):
+        if any(kid not in self.rows or self.rows[kid].state != state for kid, state in (expected or {}).items()):
+            return False
         for k in keys:
             self.rows[k.kid] = replace(k)
         self.audit.append(audit)
+        return True
 
 
 class MemoryTokens:
@@ -140,6 +143,28 @@ async def test_emergency_rotation_retires_current_and_pending_keys():
     assert leaked_current not in kids and leaked_next not in kids
     with pytest.raises(Unauthorized):
         tokens.verify(old)
+
+
+async def test_an_emergency_rotation_that_loses_a_race_is_made_again_on_the_winners_keys():
+    keys, _, _ = await make()
+    other = KeyRing(keys._store, keys._sealer, alg="EdDSA")
+    await other.load()
+    leaked = {k["kid"] for k in keys.jwks()["keys"]}  # current and next, both in memory where the leak was
+    store, read, raced = keys._store, keys._store.all, []
+
+    async def read_then_a_scheduled_rotation_lands():
+        rows = await read()
+        if not raced:
+            raced.append(None)  # (the other rotation reads through here too)
+            raced[0] = await other.rotate("system:schedule")
+        return rows
+
+    store.all = read_then_a_scheduled_rotation_lands
+    await keys.rotate("admin", emergency=True)
+    store.all = read
+    live = {k.kid: k.state for k in await read() if k.state != "retired"}
+    assert sorted(live.values()) == ["current", "next"] and leaked.isdisjoint(live)
+    assert raced[0].kid not in live  # the key the other rotation promoted was published with the leaked ones
 
 
 async def test_scheduled_rotation():

@@ -139,8 +139,26 @@ class KeyRing:
         return (self._clock() - started).total_seconds() >= self.rotation_interval
 
     async def rotate(self, actor: str = "system", *, emergency: bool = False) -> SigningKey:
-        """Move every key one step (see the module doc); returns the new current key."""
-        await self.reload()  # another instance may have rotated already
+        """Move every key one step (see the module doc); returns the new current key.
+
+        Saved only if no other instance rotated since this one read the keys (compare and
+        set): overwriting a concurrent rotation brought an emergency-retired key back, or left
+        two ``next`` keys. When another rotation won, that one stands — an emergency rotation
+        is tried again on the keys it left, so the keys in use when it was asked are retired.
+        """
+        for _ in range(5):
+            await self.reload()  # another instance may have rotated already
+            read = {k.kid: k.state for k in self._keys if k.state in PUBLISHED}
+            promoted, changed, audit = self._rotation(actor, emergency)
+            if await self._store.save_all(changed, audit, expected=read):
+                await self.reload()
+                return promoted
+            if not emergency:
+                await self.reload()
+                return self.current
+        raise Unavailable("the signing keys kept changing under this rotation; retry", reason="keys_busy")
+
+    def _rotation(self, actor: str, emergency: bool) -> tuple[SigningKey, list[SigningKey], AuditEntry]:
         now = self._clock()
         changed: list[SigningKey] = []
         by_state = {k.state: k for k in self._keys if k.state in PUBLISHED}
@@ -158,11 +176,9 @@ class KeyRing:
         promoted.state, promoted.activated_at = "current", now
         fresh = self._new("next", now)
         changed += [promoted, fresh]
-        await self._store.save_all(changed, AuditEntry(actor, "keys.rotated", promoted.kid, now, {
+        return promoted, changed, AuditEntry(actor, "keys.rotated", promoted.kid, now, {
             "previous": None if emergency else old.kid, "retired": [k.kid for k in changed if k.state == "retired"],
-            "next": fresh.kid, "emergency": emergency}))
-        await self.reload()
-        return promoted
+            "next": fresh.kid, "emergency": emergency})
 
     async def rotate_if_due(self) -> bool:
         """Rotate when the schedule says so (also picks up another instance's rotation)."""

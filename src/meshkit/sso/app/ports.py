@@ -7,6 +7,7 @@ together or not at all.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -86,8 +87,10 @@ class TokenStore(Protocol):
 
 class KeyStore(Protocol):
     async def all(self) -> list[SigningKey]: ...
-    async def save_all(self, keys: list[SigningKey], audit: AuditEntry | None) -> None:
-        """Insert or update every key given, in one transaction."""
+    async def save_all(self, keys: list[SigningKey], audit: AuditEntry | None,
+                       expected: Mapping[str, str] | None = None) -> bool:
+        """Insert or update every key given, in one transaction — only if each key named in
+        ``expected`` (kid -> state) is still in that state; ``False`` (nothing written) otherwise."""
 
 
 class MachineStore(Protocol):
