@@ -232,3 +232,21 @@ async def test_a_rebuild_racing_a_batch_loses_no_events_on_postgresql(postgres_u
             assert await projection.caught_up()
         finally:
             await projection.stop()
+
+
+async def test_sent_rows_are_purged_while_events_keep_coming(db, bus):
+    # Before: sent rows were purged only in a round that found nothing to send, so a service
+    # that never went quiet kept every event it ever published.
+    sessions = session_factory(db)
+    subject = f"edgetest.{tag()}.note"
+    outbox = Outbox("edgetest", source="edgetest")
+    relay = Relay(outbox, sessions, bus, holder="h", retention=0.0, purge_every=0.0)
+    for i in range(3):
+        async with transaction(sessions) as s:
+            await outbox.add(s, Noted(text=f"n{i}"), aggregate_id="a", subject=subject)
+        assert await relay.run_once() == 1  # every round has something to send
+    ob = tables_for("edgetest").outbox
+    async with transaction(sessions, write=False) as s:
+        left = list((await s.execute(select(ob.c.sent_at))).scalars())
+    assert len(left) == 1 and left[0] is not None  # the last round's row; the earlier sent ones are gone
+    assert await texts(bus, subject) == ["n0", "n1", "n2"]

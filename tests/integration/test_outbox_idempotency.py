@@ -7,6 +7,7 @@ import time
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 from starlette.routing import Route
 
 from meshkit.basis.errors import Internal
@@ -14,7 +15,7 @@ from meshkit.basis.idempotency import MemoryIdempotencyStore, SqlIdempotencyStor
 from meshkit.basis.outbox.testing import create_tables
 from meshkit.basis.service import Service
 from meshkit.basis.settings import ServiceSettings
-from meshkit.basis.storage import session_factory
+from meshkit.basis.storage import session_factory, transaction
 from meshkit.basis.storage.testing import scratch_engine
 from meshkit.basis.web import json_response
 
@@ -193,3 +194,25 @@ async def test_a_try_again_answer_is_not_stored(store):
         again = await http.post("/orders", content=b"x", headers={"idempotency-key": "throttled"})
     assert first.status_code == 429 and retry.status_code == 201 and retry.json() == {"n": 2}
     assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true" and len(calls) == 2
+
+
+async def stored_keys(store) -> int:
+    if isinstance(store, MemoryIdempotencyStore):
+        return len(store._rows)
+    async with transaction(store.sessions, write=False) as s:
+        return int((await s.execute(select(func.count()).select_from(store.table))).scalar_one())
+
+
+@pytest.mark.timing
+async def test_expired_keys_are_deleted_by_the_store_itself(store):
+    # Before: only an explicit purge() deleted them (nothing called it): the table, or the
+    # memory store's dict, grew by every key ever used.
+    store.purge_every = 0.0
+    calls: list[bytes] = []
+    async with client(make_service(store, calls, ttl=0.8)) as http:  # each request takes 0.15 s
+        for key in ("e1", "e2", "e3"):
+            assert (await http.post("/orders", content=key.encode(), headers={"idempotency-key": key})).status_code == 201
+        assert await stored_keys(store) == 3
+        await asyncio.sleep(1.0)
+        assert (await http.post("/orders", content=b"e4", headers={"idempotency-key": "e4"})).status_code == 201
+    assert await stored_keys(store) == 1  # e4's own

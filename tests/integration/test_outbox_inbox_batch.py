@@ -146,3 +146,23 @@ async def test_event_ids_longer_than_the_column_are_applied_once(sessions):
     assert await apply.batch(envs[1:]) == [Ack, Ack]
     assert all([await inbox.seen(i) for i in long_ids])
     assert sorted(n for _, n in await effect_rows(sessions) if n >= 3000) == [3000, 3001, 3002]
+
+
+async def test_applied_ids_are_forgotten_after_the_retention(sessions):
+    # Before: only an explicit purge() forgot them (nothing called it): the inbox grew by every
+    # event ever applied.
+    inbox = Inbox(sessions, prefix="ibtest", consumer=f"r-{os.urandom(3).hex()}", retention=0.3, purge_every=0.0)
+
+    @inbox.handler
+    async def apply(event: Envelope, session):
+        await session.execute(insert(effects).values(event_id=event.id, n=event.data.n))
+
+    first, second = envelope(Noted(n=1), source="ibtest"), envelope(Noted(n=2), source="ibtest")
+    await apply(first)
+    await asyncio.sleep(0.6)
+    await apply.batch([second])  # the batch path purges too
+    t = inbox.table
+    async with transaction(sessions, write=False) as s:
+        kept = list((await s.execute(select(t.c.event_id).where(t.c.consumer == inbox.consumer))).scalars())
+    assert kept == [second.id]
+    assert sorted(n for _, n in await effect_rows(sessions)) == [1, 2]  # effects are never purged

@@ -19,7 +19,8 @@ For a request with the header (methods ``POST`` by default):
   first request died without answering is free again after ``lock_timeout``
   (keep it above the longest request: a request still running then has lost its
   claim, and its answer is neither stored nor frees the key of the one that took it over);
-- keys expire ``ttl`` seconds after first use;
+- keys expire ``ttl`` seconds after first use; the stores delete expired keys by
+  themselves (at most every ``purge_every`` seconds, in chunks, on a request's way in);
 - a client that disconnects before its body has arrived claims nothing, and the
   handler does not run on the part that came.
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,15 +48,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from meshkit.basis import context
 from meshkit.basis.errors import BadRequest, Conflict, Unprocessable
 from meshkit.basis.middleware.asgi import ASGIApp, Message, Receive, Scope, Send
-from meshkit.basis.outbox.sql import insert_ignore
+from meshkit.basis.outbox.sql import delete_some, insert_ignore
 from meshkit.basis.outbox.tables import tables_for
 from meshkit.basis.storage import transaction
 
+logger = logging.getLogger("meshkit.idempotency")
 HEADER = b"idempotency-key"
 REPLAYED = b"idempotent-replayed"
 #: Answers below 500 that say the request was not done and may be sent again: never stored.
 _TRY_AGAIN = frozenset({408, 425, 429})
 #: Response headers never stored: they belong to the request that produced them.
+#: Expired keys deleted per purge (one transaction).
+_PURGE_CHUNK = 500
 _PER_REQUEST = {b"x-request-id", b"traceparent", b"date", b"server", b"content-length", b"connection"}
 
 
@@ -96,11 +101,17 @@ class IdempotencyStore(Protocol):
 class MemoryIdempotencyStore:
     """Keys in a dict: one process (tests, a single instance)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, purge_every: float = 60.0) -> None:
         self._rows: dict[str, tuple[str, float, float, Stored | None]] = {}  # fp, created, expires, response
+        self.purge_every = purge_every
+        self._purged_at = time.monotonic()
 
     async def begin(self, key: str, fingerprint: str, *, ttl: float, lock_timeout: float) -> Begin:
         now = time.time()
+        if time.monotonic() - self._purged_at >= self.purge_every:  # expired keys leave, now and then
+            self._purged_at = time.monotonic()
+            for gone in [k for k, r in self._rows.items() if r[2] < now]:
+                del self._rows[gone]
         row = self._rows.get(key)
         if row is None or row[2] < now or (row[3] is None and row[1] < now - lock_timeout):
             self._rows[key] = (fingerprint, now, now + ttl, None)
@@ -123,11 +134,15 @@ class MemoryIdempotencyStore:
 class SqlIdempotencyStore:
     """Keys in ``<prefix>_idempotency`` (SQLite or PostgreSQL), shared by the service's instances."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, prefix: str) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, prefix: str, purge_every: float = 60.0) -> None:
         self.sessions = sessions
         self.table = tables_for(prefix).idempotency
+        self.purge_every = purge_every
+        self._purged_at = time.monotonic()
 
     async def begin(self, key: str, fingerprint: str, *, ttl: float, lock_timeout: float) -> Begin:
+        if time.monotonic() - self._purged_at >= self.purge_every:
+            await self._purge_some()
         t = self.table
         now = time.time()
         fresh = {"key": key, "fingerprint": fingerprint, "state": "pending", "status": None, "headers": None,
@@ -168,8 +183,22 @@ class SqlIdempotencyStore:
         async with transaction(self.sessions) as session:
             await session.execute(delete(t).where(mine, t.c.state == "pending"))
 
+    async def _purge_some(self) -> None:
+        # Every ``purge_every`` seconds, one chunk of expired keys (a full chunk: the next
+        # request takes the next one); a failure is logged, never the request's.
+        self._purged_at = time.monotonic()
+        t = self.table
+        try:
+            async with transaction(self.sessions) as session:
+                gone = await delete_some(session, t, t.c.expires_at < time.time(), limit=_PURGE_CHUNK)
+        except Exception as exc:  # the database away: the request's own statements will say so
+            logger.warning("idempotency keys: purging expired keys failed (%s); trying again later", exc)
+            return
+        if gone == _PURGE_CHUNK:
+            self._purged_at = 0.0
+
     async def purge(self) -> int:
-        """Delete expired keys; returns how many."""
+        """Delete every expired key now; returns how many."""
         t = self.table
         async with transaction(self.sessions) as session:
             result = await session.execute(delete(t).where(t.c.expires_at < time.time()))

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -41,11 +42,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from meshkit.basis.bus.envelope import Envelope
 from meshkit.basis.bus.handling import event_context
 from meshkit.basis.bus.signals import Ack, Outcome, Retry
-from meshkit.basis.outbox.sql import insert_ignore
+from meshkit.basis.outbox.sql import delete_some, insert_ignore
 from meshkit.basis.outbox.tables import tables_for
 from meshkit.basis.storage import Transaction, transaction
 
 InboxHandler = Callable[[Envelope, Transaction], Awaitable[Outcome | None]]
+logger = logging.getLogger("meshkit.inbox")
+#: Ids forgotten per purge (one transaction).
+_PURGE_CHUNK = 1000
 #: Rows per multi-row claim (3 parameters each: far below SQLite's variable limit).
 _CLAIM_CHUNK = 300
 #: Characters the inbox's ``event_id`` column holds (PostgreSQL refuses more; SQLite would not).
@@ -70,13 +74,22 @@ class _Undo(Exception):
 
 
 class Inbox:
-    """Processed event ids of ``consumer`` in ``<prefix>_inbox``."""
+    """Processed event ids of ``consumer`` in ``<prefix>_inbox``.
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, prefix: str, consumer: str) -> None:
+    Ids are kept ``retention`` seconds (a week: far longer than any redelivery or
+    relay republish), then forgotten in chunks, at most every ``purge_every``
+    seconds, after a commit.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, prefix: str, consumer: str,
+                 retention: float = 7 * 86400.0, purge_every: float = 60.0) -> None:
         self.sessions = sessions
         self.table = tables_for(prefix).inbox
         self.consumer = consumer
+        self.retention = retention
+        self.purge_every = purge_every
         self.skipped = 0
+        self._purged_at = time.monotonic()
         self._listeners: list[Callable[[Sequence[Envelope]], None]] = []
 
     def on_commit(self, listener: Callable[[Sequence[Envelope]], None]) -> None:
@@ -136,6 +149,7 @@ class Inbox:
             except _Undo as undo:
                 return undo.outcome
             self._committed((event,))
+            await self._maybe_purge()
             return outcome
 
         async def batch(events: Sequence[Envelope]) -> list[Outcome | BaseException | None]:
@@ -166,7 +180,27 @@ class Inbox:
                 applied.append(event)
         self.skipped += len(events) - len(applied)
         self._committed(applied)
+        await self._maybe_purge()
         return outcomes
+
+    async def _maybe_purge(self) -> None:
+        # Every ``purge_every`` seconds, one chunk of ids older than ``retention``; a full chunk
+        # means more are left, and the next commit takes the next chunk. After the commit it
+        # follows: a failure here is logged, never the event's.
+        if time.monotonic() - self._purged_at < self.purge_every:
+            return
+        self._purged_at = time.monotonic()
+        t = self.table
+        try:
+            async with transaction(self.sessions) as session:
+                gone = await delete_some(
+                    session, t, (t.c.consumer == self.consumer) & (t.c.processed_at < time.time() - self.retention),
+                    limit=_PURGE_CHUNK)
+        except Exception as exc:  # the database away: next time
+            logger.warning("inbox %s: purging applied ids failed (%s); trying again later", self.consumer, exc)
+            return
+        if gone == _PURGE_CHUNK:
+            self._purged_at = 0.0
 
     async def purge(self, older_than: float) -> int:
         """Forget ids applied more than ``older_than`` seconds ago (keep it longer than any redelivery)."""

@@ -44,7 +44,7 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from meshkit.basis.bus.bus import Bus
@@ -52,9 +52,13 @@ from meshkit.basis.bus.pace import Pace
 from meshkit.basis.errors import PayloadTooLarge
 from meshkit.basis.outbox.lease import Lease
 from meshkit.basis.outbox.outbox import DEFAULT_MAX_BODY, HEADER_ROOM, Outbox
+from meshkit.basis.outbox.sql import delete_some
 from meshkit.basis.storage import transaction
 
 logger = logging.getLogger("meshkit.outbox")
+#: Sent rows deleted per purge transaction, and transactions per purge (the rest at the next round).
+_PURGE_CHUNK = 5000
+_PURGE_CHUNKS = 20
 
 
 class Relay:
@@ -75,6 +79,7 @@ class Relay:
         eager_rate: float = 250.0,
         publish_timeout: float = 5.0,
         retention: float = 3600.0,
+        purge_every: float = 60.0,
         metrics: Any = None,
     ) -> None:
         self.outbox = outbox
@@ -90,6 +95,7 @@ class Relay:
         self._too_large_said = -60.0  # when an event too large to publish was last logged
         self.publish_timeout = publish_timeout
         self.retention = retention
+        self.purge_every = purge_every
         self.lease = Lease(sessions, prefix=outbox.prefix, name="outbox", holder=holder, ttl=lease_ttl)
         self.backlog = 0
         self.published = 0
@@ -194,9 +200,8 @@ class Relay:
                     .limit(self.batch)
                 )
             ).all()
+        await self._maybe_purge()
         if not rows:
-            if not self._marks:
-                await self._maybe_purge()
             return 0
         sent, error = await self._publish(rows)
         self._marks.extend(sent)
@@ -306,16 +311,20 @@ class Relay:
             self._gauge.set(self.backlog)
 
     async def _maybe_purge(self) -> None:
-        # Sent rows are kept for a while (for inspection), then removed.
-        if time.monotonic() - self._last_purge < 60.0:
+        # Sent rows are kept ``retention`` seconds (for inspection), then removed: every
+        # ``purge_every`` seconds, busy or not, in chunks so the service's writes go in between.
+        if time.monotonic() - self._last_purge < self.purge_every:
             return
         self._last_purge = time.monotonic()
-        self._marks: list[int] = []  # published, sent_at not yet written
-        self._marked_at = time.monotonic()
-        self._cursor = 0  # rounds between two marks read after the last seq they published
         t = self.table
-        async with transaction(self.sessions) as session:
-            await session.execute(delete(t).where(t.c.sent_at.is_not(None), t.c.sent_at < time.time() - self.retention))
+        cut = time.time() - self.retention
+        for _ in range(_PURGE_CHUNKS):
+            async with transaction(self.sessions) as session:
+                gone = await delete_some(session, t, t.c.sent_at.is_not(None) & (t.c.sent_at < cut),
+                                         limit=_PURGE_CHUNK)
+            if gone < _PURGE_CHUNK:
+                return
+        self._last_purge = 0.0  # more left: the next round goes on
 
 
 __all__ = ["Relay"]
