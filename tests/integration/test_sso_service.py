@@ -533,3 +533,25 @@ async def test_a_rotation_racing_an_emergency_rotation_does_not_bring_the_leaked
         assert sorted(states.values()).count("current") == 1 and sorted(states.values()).count("next") == 1
         await mine.reload()
         assert mine.current.kid == raced[0].kid and {leaked, pending}.isdisjoint(k["kid"] for k in mine.jwks()["keys"])
+
+
+async def test_a_password_is_the_same_password_however_its_accents_are_encoded(sso):
+    """'é' typed on one system arrives composed, on another as 'e' + a combining accent: it was a wrong password."""
+    import unicodedata
+
+    svc, c = sso
+    composed = "crème-brûlée-façade-92"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert composed != decomposed
+    address = email()
+    assert (await c.post("/v1/signup", json={"email": address, "password": decomposed})).status_code == 202
+    for typed in (composed, decomposed):
+        r = await c.post("/v1/login", json={"email": address, "password": typed}, headers=ip())
+        assert r.status_code == 200, (typed, r.text)
+    # A hash made before passwords were normalised (of the password as typed) still opens, and is upgraded.
+    user = await svc.state["accounts"].by_email(address)
+    legacy = await svc.state["hasher"].hash(decomposed)
+    await svc.state["accounts"]._users.set_password(user.id, legacy, user.updated_at, None)
+    assert (await c.post("/v1/login", json={"email": address, "password": decomposed}, headers=ip())).status_code == 200
+    assert (await svc.state["accounts"].by_email(address)).password_hash != legacy
+    assert (await c.post("/v1/login", json={"email": address, "password": composed}, headers=ip())).status_code == 200

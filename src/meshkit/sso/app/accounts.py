@@ -20,7 +20,15 @@ from datetime import UTC, datetime
 
 from meshkit.basis.errors import Conflict, NotFound, TooManyRequests, Unauthorized, Unprocessable
 from meshkit.sso.app.ports import PasswordHasher, UserStore
-from meshkit.sso.domain import AuditEntry, Throttle, User, new_id, normalise_email, password_problems
+from meshkit.sso.domain import (
+    AuditEntry,
+    Throttle,
+    User,
+    new_id,
+    normalise_email,
+    normalise_password,
+    password_problems,
+)
 
 log = logging.getLogger("meshkit.sso")
 
@@ -45,11 +53,11 @@ def bad_email() -> Unprocessable:
 
 
 def _acceptable(email: str, password: str) -> str:
-    """The normalised address, or 422 for a bad address or a weak password."""
+    """The normalised address, or 422 for a bad address or a weak password (judged in its normal form)."""
     normal = normalise_email(email)
     if normal is None:
         raise bad_email()
-    problems = password_problems(password, normal)
+    problems = password_problems(normalise_password(password), normal)
     if problems:
         raise weak_password(problems)
     return normal
@@ -78,7 +86,7 @@ class Accounts:
     async def signup(self, email: str, password: str, *, tenant: str | None = None) -> None:
         """Register ``email``; 422 for a bad address or a weak password, the same silence otherwise."""
         normal = _acceptable(email, password)
-        encoded = await self._hasher.hash(password)
+        encoded = await self._hasher.hash(normalise_password(password))
         now = self._clock()
         user = User(id=new_id("usr"), email=normal, password_hash=encoded, created_at=now, updated_at=now,
                     tenant=tenant)
@@ -91,7 +99,7 @@ class Accounts:
         """An administrator creates a user (409 ``duplicate`` here: the caller is trusted)."""
         normal = _acceptable(email, password)
         now = self._clock()
-        user = User(id=new_id("usr"), email=normal, password_hash=await self._hasher.hash(password),
+        user = User(id=new_id("usr"), email=normal, password_hash=await self._hasher.hash(normalise_password(password)),
                     created_at=now, updated_at=now, tenant=tenant)
         try:
             await self._users.add(user, AuditEntry(actor, "user.created", user.id, now, {"email": normal}))
@@ -141,29 +149,42 @@ class Accounts:
             password = ""
         with self._attempt(key, ip):
             user = await self._users.by_email(key) if normalise_email(email) else None
-            ok = await self._hasher.verify(user.password_hash if user else await self._dummy_hash(), password)
+            encoded = user.password_hash if user else await self._dummy_hash()
+            ok, as_given = await self._verify(encoded, password)
         if not ok or user is None or user.disabled:
             await self._failed(key, ip)
             raise invalid_credentials()
         self.account_throttle.succeeded(key)
-        if self._hasher.needs_rehash(user.password_hash):
-            # Parameters were raised since this hash was made: upgrade it now that we know the password.
-            user.password_hash = await self._hasher.hash(password)
+        if as_given or self._hasher.needs_rehash(user.password_hash):
+            # Parameters were raised since this hash was made, or it was made of the password as typed
+            # (not normalised): upgrade it now that we know the password.
+            user.password_hash = await self._hasher.hash(normalise_password(password))
             await self._users.set_password(user.id, user.password_hash, self._clock(), None)
         return user
+
+    async def _verify(self, encoded: str, password: str) -> tuple[bool, bool]:
+        """``(matches, matched only as typed)``: the normal form first; a hash made before passwords
+        were normalised holds the password as it was typed. The same work whether or not the user exists."""
+        normal = normalise_password(password)
+        if await self._hasher.verify(encoded, normal):
+            return True, False
+        if normal != password and await self._hasher.verify(encoded, password):
+            return True, True
+        return False, False
 
     async def change_password(self, user_id: str, current: str, new: str, *, ip: str) -> User:
         """Change the password after checking the current one (throttled like a login)."""
         user = await self.get(user_id)
         with self._attempt(user.email, ip):
-            ok = await self._hasher.verify(user.password_hash, current if isinstance(current, str) else "")
+            ok, _ = await self._verify(user.password_hash, current if isinstance(current, str) else "")
         if not ok:
             await self._failed(user.email, ip)
             raise Unauthorized("the current password is wrong", reason="invalid_credentials")
+        new = normalise_password(new)
         problems = password_problems(new, user.email)
         if problems:
             raise weak_password(problems)
-        if new == current:
+        if new == normalise_password(current):
             raise weak_password(["choose a password different from the current one"])
         now = self._clock()
         await self._users.set_password(user.id, await self._hasher.hash(new), now,

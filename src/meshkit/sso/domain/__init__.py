@@ -5,6 +5,7 @@ from meshkit.sso.domain.passwords import (
     MIN_LENGTH,
     common_passwords,
     normalise_email,
+    normalise_password,
     password_problems,
 )
 from meshkit.sso.domain.records import (
@@ -32,5 +33,6 @@ __all__ = [
     "common_passwords",
     "new_id",
     "normalise_email",
+    "normalise_password",
     "password_problems",
 ]

@@ -46,6 +46,16 @@ def normalise_email(email: str) -> str | None:
     return value
 
 
+def normalise_password(password: str) -> str:
+    """The form a password is hashed and checked in: NFKC (NIST SP 800-63B).
+
+    The same characters typed on another keyboard or system may arrive composed
+    (``é``) or decomposed (``e`` + combining accent): without this one of them
+    was a wrong password.
+    """
+    return unicodedata.normalize("NFKC", password)
+
+
 def password_problems(password: str, email: str | None = None) -> list[str]:
     """What is wrong with ``password`` (empty when it is acceptable), each saying what to do."""
     if not isinstance(password, str):
@@ -80,4 +90,5 @@ def _repeats(text: str, common: frozenset[str]) -> bool:
     return False
 
 
-__all__ = ["MAX_LENGTH", "MIN_LENGTH", "common_passwords", "normalise_email", "password_problems"]
+__all__ = ["MAX_LENGTH", "MIN_LENGTH", "common_passwords", "normalise_email", "normalise_password",
+           "password_problems"]
