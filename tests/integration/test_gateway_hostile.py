@@ -88,6 +88,13 @@ async def gw(tmp_path):
   - name: any-host
     match: {{prefix: /h/}}
     upstream: {{url: "http://127.0.0.1:{up.port}/public"}}
+  - name: guarded
+    match: {{prefix: /p/admin/}}
+    upstream: {{url: "http://127.0.0.1:{up.port}"}}
+    auth: required
+  - name: open
+    match: {{prefix: /p/}}
+    upstream: {{url: "http://127.0.0.1:{up.port}"}}
   - name: echo-stream
     match: {{prefix: /se/}}
     upstream: {{url: "http://127.0.0.1:{up.port}"}}
@@ -364,3 +371,23 @@ async def test_a_client_that_does_not_read_gets_no_more_answers_buffered_for_it(
     finally:
         writer.close()
     assert received == n
+
+
+@pytest.mark.parametrize("path", ["/p/%61dmin/users", "/p/adm%69n/users",
+                                  "/p/%61%64%6d%69%6e/users"])
+async def test_a_percent_encoded_spelling_takes_the_route_of_the_path_it_spells(gw, path):
+    # The upstream decodes "%61dmin" to "admin"; the gateway matched the raw spelling, missed the
+    # guarded /p/admin/ route and sent it through the open /p/ one: no authentication asked.
+    status, _, body = await get(gw.port, path)
+    assert status != 200 and orjson.loads(body)["error"]["reason"] == "auth_not_configured"  # the guarded route
+    assert gw.echo.calls == 0
+    status, _, body = await get(gw.port, "/p/%7euser/%c3%a9t%C3%A9")  # the open route: unreserved decoded, rest kept
+    assert status == 200 and orjson.loads(body)["target"] == "/p/~user/%C3%A9t%C3%A9"
+
+
+@pytest.mark.parametrize("path", ["/p/admin%2Fusers", "/p/admin%2fusers", "/p/x%5Cadmin"])
+async def test_an_encoded_slash_is_refused(gw, path):
+    # Upstreams split "admin%2Fusers" into two segments after decoding; the gateway's routes saw one.
+    status, _, body = await get(gw.port, path)
+    assert status == 400 and orjson.loads(body)["error"]["reason"] == "bad_path"
+    assert gw.echo.calls == 0

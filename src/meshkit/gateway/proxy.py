@@ -17,7 +17,6 @@ import asyncio
 import math
 import random
 import time
-from urllib.parse import unquote
 
 from meshkit.basis.context import parse_traceparent
 from meshkit.basis.errors import BadRequest, MeshkitError, MethodNotAllowed, NotFound, PayloadTooLarge
@@ -35,6 +34,7 @@ from meshkit.gateway.fastpath import (
 from meshkit.gateway.forward import Forwarder
 from meshkit.gateway.messages import Request, Response, error_response
 from meshkit.gateway.metrics import GatewayMetrics
+from meshkit.gateway.paths import clean_path
 from meshkit.gateway.router import host_of
 from meshkit.gateway.split import choose_subset
 from meshkit.gateway.table import RouteRuntime, RouteTable
@@ -46,16 +46,6 @@ _GET_HEAD = frozenset({"GET", "HEAD"})
 _TWO_HOSTS = b"\x00two Host headers"
 # Ids need to be unique, not secret: a Mersenne Twister draw costs far less than a getrandom syscall.
 _bits = random.getrandbits
-
-
-def _bad_path(path: str) -> bool:
-    """``.``/``..`` segments (also percent-encoded) would escape a rewritten prefix: refuse them.
-
-    So would ``..;x``: Java servers (Tomcat, Jetty, Spring) drop a segment's ``;`` parameters
-    and then read it as ``..``.
-    """
-    p = unquote(path) if "%" in path else path
-    return any(seg.partition(";")[0] in (".", "..") for seg in p.split("/")) or "\\" in p
 
 
 class Proxy(FastPath):
@@ -196,9 +186,8 @@ class Proxy(FastPath):
         path = req.path
         if host is _TWO_HOSTS:
             raise BadRequest("a request has one Host header, this one has more", reason="bad_host")
-        if "/." in path or "%" in path or "\\" in path:
-            if _bad_path(path):
-                raise BadRequest("path segments '.' and '..' are not allowed", reason="bad_path")
+        if "%" in path or "/." in path or "\\" in path:
+            path = req.path = clean_path(path)  # one spelling from here on: routed, forwarded, cached, logged
         table = self.table
         entry, params = table.router.match(req.method, host_of(host) if table.router.uses_host else "", path)
         if entry is None:
