@@ -8,12 +8,14 @@ upstream's ``/orders/admin``. So, before routing (RFC 3986 §6.2.2):
 
 - percent-encoded unreserved characters (letters, digits, ``-._~``) are decoded,
   other escapes upper-cased: ``/%61dmin/%2d`` is ``/admin/-``;
+- runs of ``/`` are one ``/`` (nginx, Spring and others merge them before routing:
+  ``/api/orders//admin`` is their ``/api/orders/admin``);
 - an encoded ``/`` or ``\\`` (``%2F``, ``%5C``) is refused: upstreams split on it
   after decoding, the gateway's routes could not;
 - ``.``/``..`` segments (also encoded, or as ``..;x``, which Java servers read as
   ``..``) are refused: they would walk out of a rewritten prefix.
 
-Paths without ``%``, ``/.`` or ``\\`` (nearly all) are not looked at twice.
+Paths without ``%``, ``//``, ``/.`` or ``\\`` (nearly all) are not looked at twice.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import re
 from meshkit.basis.errors import BadRequest
 
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_SLASHES = re.compile(r"/{2,}")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
@@ -38,6 +41,8 @@ def clean_path(path: str) -> str:
     """``path`` in its one spelling; :class:`BadRequest` (``bad_path``) for one that must not be routed."""
     if "%" in path:
         path = _ESCAPE.sub(_unescape, path)
+    if "//" in path:
+        path = _SLASHES.sub("/", path)
     if "/." in path or "\\" in path:
         if "\\" in path or any(seg.partition(";")[0] in (".", "..") for seg in path.split("/")):
             raise BadRequest("path segments '.' and '..' are not allowed", reason="bad_path")

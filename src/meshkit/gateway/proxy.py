@@ -186,7 +186,7 @@ class Proxy(FastPath):
         path = req.path
         if host is _TWO_HOSTS:
             raise BadRequest("a request has one Host header, this one has more", reason="bad_host")
-        if "%" in path or "/." in path or "\\" in path:
+        if "%" in path or "/." in path or "//" in path or "\\" in path:
             path = req.path = clean_path(path)  # one spelling from here on: routed, forwarded, cached, logged
         table = self.table
         entry, params = table.router.match(req.method, host_of(host) if table.router.uses_host else "", path)
