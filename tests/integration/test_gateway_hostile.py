@@ -392,3 +392,18 @@ async def test_an_encoded_slash_is_refused(gw, path):
     status, _, body = await get(gw.port, path)
     assert status == 400 and orjson.loads(body)["error"]["reason"] == "bad_path"
     assert gw.echo.calls == 0
+
+
+async def test_the_admin_api_does_not_answer_web_pages(gw):
+    # The admin API listens on loopback, where a browser on the same machine reaches it: a page's
+    # form could POST /admin/reload or purge the cache, and a page whose name is rebound to
+    # 127.0.0.1 could read the routes and every upstream address.
+    reloads = gw.reloads
+    out = await exchange(gw.admin_port, b"POST /admin/reload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                        b"Origin: https://evil.example\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    status, _, body = answer(out)
+    assert status == 403 and orjson.loads(body)["error"]["reason"] == "browser_refused" and gw.reloads == reloads
+    status, _, body = await get(gw.admin_port, "/admin/upstreams", "Host: evil.example:9080")
+    assert status == 403 and orjson.loads(body)["error"]["reason"] == "bad_host"
+    for host in ("127.0.0.1:9080", "localhost:9080", "[::1]:9080"):  # what tools send
+        assert (await get(gw.admin_port, "/admin/routes", f"Host: {host}"))[0] == 200, host

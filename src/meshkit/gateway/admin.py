@@ -6,17 +6,24 @@
 - ``POST /admin/reload``: re-read the routes file (400 with file:line on a bad one);
 - ``POST /admin/cache/purge[?route=NAME][&prefix=/path]``: drop cached answers;
 - ``GET /metrics``, ``/livez``, ``/readyz``.
+
+Browsers are kept out: a request with an ``Origin`` header (a web page's fetch or
+form) is refused, and so, on a loopback address, is one whose ``Host`` is a name
+other than ``localhost`` (DNS rebinding: a page of ``evil.example`` whose name
+now points to 127.0.0.1). Tools (curl, Prometheus, ``meshkit``) send neither.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 import orjson
 
-from meshkit.basis.errors import BadRequest, ConfigError, MeshkitError, MethodNotAllowed, NotFound
+from meshkit.basis.errors import BadRequest, ConfigError, Forbidden, MeshkitError, MethodNotAllowed, NotFound
 from meshkit.gateway.messages import Request, Response, error_response
+from meshkit.gateway.router import host_of
 
 if TYPE_CHECKING:
     from meshkit.gateway.app import Gateway
@@ -36,9 +43,20 @@ class Admin:
 
     async def handle(self, req: Request) -> Response:
         try:
+            self._from_a_tool(req)
             return await self._route(req)
         except MeshkitError as exc:
             return error_response(exc)
+
+    def _from_a_tool(self, req: Request) -> None:
+        if req.header(b"origin") is not None:
+            raise Forbidden("the admin API does not answer requests made by web pages (an Origin header)",
+                            reason="browser_refused")
+        if self.gateway.settings.admin_host in _LOOPBACK:
+            host = host_of(req.header(b"host"))
+            if host and host != "localhost" and not _is_ip(host):
+                raise Forbidden(f"the admin API on a loopback address answers Host 'localhost' or an IP address, "
+                                f"not {host[:64]!r} (a web page's name pointing to 127.0.0.1)", reason="bad_host")
 
     async def _route(self, req: Request) -> Response:
         gw = self.gateway
@@ -66,6 +84,17 @@ class Admin:
             return json_answer({"purged": n})
         raise NotFound(f"no admin endpoint {path}; try /admin/routes, /admin/upstreams, /admin/reload, "
                        "/admin/cache/purge, /metrics")
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _only(method: str, allowed: str) -> None:
