@@ -15,6 +15,7 @@ import pytest
 
 from helpers.waiting import until
 from meshkit.basis.bus import Bus, Envelope, Event, RetryPolicy, list_dead_letters, replay_dead_letter
+from meshkit.basis.errors import Unavailable
 
 
 class Poked(Event):
@@ -257,5 +258,37 @@ async def test_an_event_too_large_for_its_dead_letter_is_dead_lettered_without_i
         await replay_dead_letter(bus.js, letter.seq)
         await until(lambda: got == [limit - 1024], 10.0)
         assert await list_dead_letters(bus.js, consumer=f"large-{t}") == []
+    finally:
+        await consumer.close()
+
+
+async def test_an_unavailable_dependency_is_retried_past_max_deliveries_not_dead_lettered(bus, nats_server):
+    # Before: a database outage longer than the retries (about 8 s with the default policy)
+    # dead-lettered every event in flight, though none of them was at fault.
+    t = tag()
+    subject = f"faulttest.away.{t}"
+    tries: list[int] = []
+    got: list[int] = []
+    consumer = Bus(nats_server, source="faulttest")
+
+    @consumer.handler(subject, durable=f"away-{t}",
+                      retry=RetryPolicy(max_deliveries=2, initial=0.05, maximum=0.1, jitter=0))
+    async def handle(event: Envelope):
+        tries.append(event.delivery)
+        if event.data.n == 1 and len(tries) < 5:
+            raise Unavailable("the database is busy or unreachable; retry shortly")
+        if event.data.n == 2:
+            raise RuntimeError("the event itself is bad")
+        got.append(event.data.n)
+
+    await consumer.start()
+    try:
+        await bus.publish(Poked(n=1), subject=subject)
+        await until(lambda: got == [1], 10.0)
+        assert tries == [1, 2, 3, 4, 5]  # past max_deliveries=2, then applied once the dependency was back
+        await bus.publish(Poked(n=2), subject=subject)
+        await until(lambda: consumer.consumers[0].dead == 1, 10.0)  # a real failure is still dead-lettered
+        letters = await list_dead_letters(bus.js, consumer=f"away-{t}")
+        assert [x.deliveries for x in letters] == [2] and "the event itself is bad" in letters[0].error
     finally:
         await consumer.close()

@@ -11,7 +11,10 @@ class RetryPolicy:
     """How a failed event is retried: ``initial * factor**(delivery-1)`` seconds, at most ``maximum``.
 
     ``max_deliveries`` counts every delivery (the first one included); the
-    delivery that fails at that count sends the event to the dead-letter stream.
+    delivery that fails at that count sends the event to the dead-letter stream —
+    unless it failed with :class:`~meshkit.basis.errors.Unavailable` (the database or
+    a service it needs is away: the event is not at fault), which is retried every
+    ``maximum`` seconds for as long as it lasts.
     """
 
     max_deliveries: int = 5

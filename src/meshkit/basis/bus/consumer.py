@@ -5,7 +5,9 @@ each event to exactly one of them. A message is acknowledged explicitly after
 its handler returns; on an exception or a ``Retry`` it is negatively
 acknowledged with a growing delay; the delivery that reaches
 ``RetryPolicy.max_deliveries`` publishes a dead letter (original event, error,
-delivery count) to the ``DLQ`` stream and terminates the message. The handler
+delivery count) to the ``DLQ`` stream and terminates the message — except a
+failure that is :class:`~meshkit.basis.errors.Unavailable` (a database or service
+the handler needs is away), which is retried for as long as it lasts. The handler
 runs with a :class:`~meshkit.basis.context.RequestContext` bound that continues
 the publisher's trace (``traceparent``) and has the event id as request id.
 
@@ -53,7 +55,7 @@ from meshkit.basis.bus.handling import event_context, is_failure
 from meshkit.basis.bus.pace import Pace
 from meshkit.basis.bus.signals import Ack, Drop, Outcome, Retry
 from meshkit.basis.bus.streams import DLQ_PREFIX
-from meshkit.basis.errors import MeshkitError
+from meshkit.basis.errors import MeshkitError, Unavailable
 
 logger = logging.getLogger("meshkit.bus")
 
@@ -318,6 +320,12 @@ class Consumer:
         else:
             error, delay = f"handler returned {outcome!r}, not Ack, Retry or Drop", None
         if self.spec.retry.exhausted(delivery):
+            if isinstance(outcome, Unavailable):
+                # A dependency is away (the database, a service), not the event at fault: it
+                # is never dead-lettered for that; it keeps coming back at the longest delay.
+                self.retried += 1
+                await msg.nak(delay=self.spec.retry.maximum)
+                return
             await self._dead_letter(msg, env, error, delivery)
             return
         self.retried += 1
