@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import nats
 import orjson
+import pytest
 
 from meshkit.basis.bus import Envelope, ensure_stream, follow
 from meshkit.sso.settings import SsoSettings
@@ -29,6 +32,30 @@ def settings_for(url: str, nats_url: str, tmp, **extra) -> SsoSettings:
     )
     values.update(extra)
     return SsoSettings(**values)
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(kind: str, tmp) -> AsyncIterator[str]:
+    """An empty database of its own: a SQLite file in ``tmp``, or a new PostgreSQL database (dropped after)."""
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp / f'fresh-{uuid.uuid4().hex[:6]}.db'}"
+        return
+    import asyncpg
+
+    dsn = os.environ.get("MESHKIT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"meshkit_sso_{uuid.uuid4().hex[:10]}"
+    try:
+        conn = await asyncpg.connect(dsn)
+    except Exception as exc:  # like the postgres_url fixture: no server is a skip
+        pytest.skip(f"PostgreSQL at {dsn} refused the connection: {exc}")
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    try:
+        yield f"{dsn.rsplit('/', 1)[0].replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+    finally:
+        conn = await asyncpg.connect(dsn)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
 
 
 def ip() -> dict[str, str]:

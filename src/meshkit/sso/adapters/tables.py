@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from meshkit.basis.storage.types import UtcDateTime
@@ -126,6 +127,9 @@ signing_keys = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("activated_at", UtcDateTime),
     Column("retired_at", UtcDateTime),
+    # One current key: of two instances making the first keys at once, the second is refused.
+    Index("uq_sso_signing_keys_current", "state", unique=True, postgresql_where=text("state = 'current'"),
+          sqlite_where=text("state = 'current'")),
 )
 
 audit = Table(

@@ -226,4 +226,11 @@ class Accounts:
         generated = None
         if not password:
             password = generated = secrets.token_urlsafe(18)
-        return await self.create(email, password, "system:bootstrap"), generated
+        try:
+            return await self.create(email, password, "system:bootstrap"), generated
+        except Conflict:
+            # Another instance starting at the same time made it (a 409 failed this start): use theirs.
+            existing = await self.by_email(email)
+            if existing is None:
+                raise
+            return existing, None

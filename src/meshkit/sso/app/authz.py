@@ -8,6 +8,7 @@ another SSO instance).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -217,17 +218,24 @@ class Authz:
                        "the SSO: make another administrator first", reason="last_admin")
 
     async def ensure_admin_role(self) -> None:
-        """Create ``sso:admin`` and the ``admin`` role granting it, if missing (first start)."""
+        """Create ``sso:admin`` and the ``admin`` role granting it, if missing (first start).
+
+        Another instance starting at the same time may make each first: that is as good
+        (a 409 here made one of them fail to start).
+        """
         now = _now()
-        if not await self._store.permission_exists(ADMIN_PERMISSION):
-            await self._store.add_permission(ADMIN_PERMISSION, "administer the SSO", now,
-                                             AuditEntry("system", "permission.created", ADMIN_PERMISSION, now))
-        if not any(r["name"] == ADMIN_ROLE for r in await self._store.roles()):
-            await self._store.add_role(ADMIN_ROLE, "SSO administrators", now,
-                                       AuditEntry("system", "role.created", ADMIN_ROLE, now))
-        if not any(g["role"] == ADMIN_ROLE and g["permission"] == ADMIN_PERMISSION and g["condition"] is None
-                   for g in await self._store.grants()):
-            gid = new_id("grt")
-            await self._store.add_grant(gid, ADMIN_ROLE, ADMIN_PERMISSION, None, now, AuditEntry(
-                "system", "grant.created", ADMIN_ROLE, now, {"id": gid, "permission": ADMIN_PERMISSION}))
+        with contextlib.suppress(Conflict):
+            if not await self._store.permission_exists(ADMIN_PERMISSION):
+                await self._store.add_permission(ADMIN_PERMISSION, "administer the SSO", now,
+                                                 AuditEntry("system", "permission.created", ADMIN_PERMISSION, now))
+        with contextlib.suppress(Conflict):
+            if not any(r["name"] == ADMIN_ROLE for r in await self._store.roles()):
+                await self._store.add_role(ADMIN_ROLE, "SSO administrators", now,
+                                           AuditEntry("system", "role.created", ADMIN_ROLE, now))
+        with contextlib.suppress(Conflict):
+            if not any(g["role"] == ADMIN_ROLE and g["permission"] == ADMIN_PERMISSION and g["condition"] is None
+                       for g in await self._store.grants()):
+                gid = new_id("grt")
+                await self._store.add_grant(gid, ADMIN_ROLE, ADMIN_PERMISSION, None, now, AuditEntry(
+                    "system", "grant.created", ADMIN_ROLE, now, {"id": gid, "permission": ADMIN_PERMISSION}))
         self._changed()

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 
-from meshkit.basis.errors import Unavailable
+from meshkit.basis.errors import Conflict, Unavailable
 from meshkit.sso.app.ports import KeyStore, Sealer
 from meshkit.sso.domain import AuditEntry, SigningKey
 
@@ -74,8 +74,11 @@ class KeyRing:
         if not any(k.state == "current" for k in keys):
             now = self._clock()
             current, nxt = self._new("current", now), self._new("next", now)
-            await self._store.save_all([current, nxt], AuditEntry("system", "keys.created", current.kid, now,
-                                                                  {"alg": self.alg, "next": nxt.kid}))
+            try:
+                await self._store.save_all([current, nxt], AuditEntry("system", "keys.created", current.kid, now,
+                                                                      {"alg": self.alg, "next": nxt.kid}))
+            except Conflict:
+                pass  # another instance starting at the same time made the first keys: use those
             keys = await self._store.all()
         self._install(keys)
         self.signing_key()  # unseal now: a wrong key-encryption key fails the start, not the first login
