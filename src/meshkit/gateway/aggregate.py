@@ -19,6 +19,11 @@ from meshkit.gateway.forward import Forwarder
 from meshkit.gateway.messages import Response
 from meshkit.gateway.table import PartRuntime, RouteRuntime
 
+#: Request headers a part never gets: each would make a part answer something other than its
+#: whole JSON (304 to a revalidating browser, 206, a gzip-coded body) and be left out as failed.
+_NOT_FOR_PARTS = frozenset({b"accept-encoding", b"if-none-match", b"if-modified-since", b"if-match",
+                            b"if-unmodified-since", b"if-range", b"range"})
+
 
 class _Params(dict):
     def __missing__(self, key: str) -> str:
@@ -45,6 +50,7 @@ async def aggregate(forwarder: Forwarder, route: RouteRuntime, method: str, para
         raise MeshkitError("an aggregate route answers GET and HEAD only", reason="method_not_allowed", status=405,
                            headers={"Allow": "GET, HEAD"})
     fmt = _Params(params)
+    headers = [(k, v) for k, v in headers if k not in _NOT_FOR_PARTS]
     # Each part gets its own header list: the forwarder appends the deadline to it.
     tasks = [_part(forwarder, route, p, p.path.format_map(fmt), list(headers), deadline) for p in route.parts]
     results = await asyncio.gather(*tasks, return_exceptions=True)
