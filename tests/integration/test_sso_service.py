@@ -497,3 +497,26 @@ async def test_a_password_is_the_same_password_however_its_accents_are_encoded(s
     assert (await c.post("/v1/login", json={"email": address, "password": decomposed}, headers=ip())).status_code == 200
     assert (await svc.state["accounts"].by_email(address)).password_hash != legacy
     assert (await c.post("/v1/login", json={"email": address, "password": composed}, headers=ip())).status_code == 200
+
+
+async def test_a_rotated_secret_or_a_disabled_account_ends_the_tokens_it_got(sso, nats_server):
+    """Client-credentials tokens have no session: rotating a leaked secret, or disabling the account, left every
+    token minted with it working on every gateway until it expired (15 min)."""
+    _, c = sso
+    a = await admin(c)
+    sa = (await c.post("/v1/admin/service-accounts", json={"name": f"leaky-{uuid.uuid4().hex[:6]}"},
+                       headers=a)).json()
+    creds = {"grant_type": "client_credentials", "client_id": sa["client_id"], "client_secret": sa["client_secret"]}
+    stolen = (await c.post("/oauth/token", data=creds)).json()
+    assert (await c.get("/v1/userinfo", headers=bearer(stolen))).status_code == 200
+    Revocations.url = nats_server
+    async with Revocations() as bus:
+        fresh = (await c.post(f"/v1/admin/service-accounts/{sa['id']}/secret", headers=a)).json()
+        assert await bus.wait_for(jti_of(stolen["access_token"]))  # every gateway hears of it
+        assert (await c.get("/v1/userinfo", headers=bearer(stolen))).status_code == 401
+        assert (await c.post("/oauth/token", data=creds)).status_code == 401
+        new = (await c.post("/oauth/token", data={**creds, "client_secret": fresh["client_secret"]})).json()
+        assert (await c.get("/v1/userinfo", headers=bearer(new))).status_code == 200
+        assert (await c.post(f"/v1/admin/service-accounts/{sa['id']}/disable", headers=a)).status_code == 204
+        assert await bus.wait_for(jti_of(new["access_token"]))
+    assert (await c.get("/v1/userinfo", headers=bearer(new))).status_code == 401

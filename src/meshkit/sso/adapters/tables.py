@@ -117,6 +117,16 @@ revocations = Table(
     Index("ix_sso_revocations_exp", "exp"),
 )
 
+#: Access tokens issued to service accounts (client credentials): revoked when the account is
+#: disabled or its secret rotated (they have no session to end).
+machine_tokens = Table(
+    "sso_machine_tokens", metadata,
+    Column("jti", String(40), primary_key=True),
+    Column("subject", String(40), nullable=False),
+    Column("exp", Float, nullable=False),
+    Index("ix_sso_machine_tokens_subject", "subject"),
+)
+
 signing_keys = Table(
     "sso_signing_keys", metadata,
     Column("kid", String(40), primary_key=True),

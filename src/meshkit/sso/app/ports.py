@@ -80,6 +80,12 @@ class TokenStore(Protocol):
     async def families(self, subject: str) -> list[str]:
         """Families of ``subject`` that still have a live (not revoked) refresh token."""
 
+    async def add_issued(self, jti: str, subject: str, exp: float) -> None:
+        """Remember an access token issued to a service account (it has no session)."""
+
+    async def issued(self, subject: str, now: float) -> list[tuple[str, float]]:
+        """``(jti, exp)`` of the remembered tokens of ``subject`` that expire after ``now``."""
+
     async def add_revocation(self, jti: str, exp: float) -> None: ...
     async def revocations(self, now: float) -> list[tuple[str, float]]: ...
     async def prune(self, now: datetime, now_epoch: float) -> int: ...

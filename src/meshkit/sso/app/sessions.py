@@ -96,10 +96,21 @@ class Sessions:
             # A narrowed token carries no roles: a role brings every grant it has (policy engines,
             # POST /v1/authorize and role-checked routes decide on it), which would undo the narrowing.
             roles = []
-        token, _jti, exp = self.tokens.mint(account.id, roles=roles, permissions=permissions, kind="service",
-                                            tenant=account.tenant, scope=" ".join(permissions))
+        token, exp = await self.tokens.issue_machine(account.id, roles=roles, permissions=permissions,
+                                                     tenant=account.tenant, scope=" ".join(permissions))
         return {"access_token": token, "token_type": "Bearer", "expires_in": int(exp - int(self.tokens.now())),
                 "scope": " ".join(permissions)}
+
+    async def rotate_account_secret(self, account_id: str, actor: str) -> str:
+        """A new client secret (returned once); tokens got with the old one are revoked everywhere."""
+        secret = await self.machines.rotate_secret(account_id, actor)
+        await self.tokens.revoke_subject(account_id)
+        return secret
+
+    async def disable_account(self, account_id: str, actor: str) -> None:
+        """Disable a service account and revoke the tokens it holds (they lived on until they expired)."""
+        await self.machines.set_disabled(account_id, True, actor)
+        await self.tokens.revoke_subject(account_id)
 
     async def bootstrap(self, email: str, password: str | None) -> str | None:
         """Make sure an administrator exists; returns a generated password to print once, or ``None``."""

@@ -125,6 +125,21 @@ class Tokens:
         await self._store.add_revocation(jti, exp)
         await self._publisher.revoked(jti, exp)
 
+    async def issue_machine(self, subject: str, *, roles: list[str], permissions: list[str], tenant: str | None,
+                            scope: str) -> tuple[str, float]:
+        """A client-credentials access token, remembered so :meth:`revoke_subject` can revoke it: ``(token, exp)``."""
+        token, jti, exp = self.mint(subject, roles=roles, permissions=permissions, kind="service", tenant=tenant,
+                                    scope=scope)
+        await self._store.add_issued(jti, subject, exp)
+        return token, exp
+
+    async def revoke_subject(self, subject: str) -> int:
+        """Revoke every live token issued to service account ``subject``; returns how many."""
+        live = await self._store.issued(subject, self._clock() - self.leeway)
+        for jti, exp in live:
+            await self.revoke_access(jti, exp)
+        return len(live)
+
     # -- sessions (refresh-token families) ------------------------------------------------
 
     async def open_session(self, subject: str, *, roles: list[str], permissions: list[str],

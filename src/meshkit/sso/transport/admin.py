@@ -175,12 +175,12 @@ class AdminHandlers:
         return json_response(out, status=201, headers={"cache-control": "no-store"})
 
     async def rotate_account_secret(self, request: Request) -> Response:
-        secret = await self.machines.rotate_secret(request.path_params["id"], self._admin(request))
+        secret = await self.sessions.rotate_account_secret(request.path_params["id"], self._admin(request))
         return json_response({"client_id": request.path_params["id"], "client_secret": secret},
                              headers={"cache-control": "no-store"})
 
     async def disable_account(self, request: Request) -> Response:
-        await self.machines.set_disabled(request.path_params["id"], True, self._admin(request))
+        await self.sessions.disable_account(request.path_params["id"], self._admin(request))
         return Response(status_code=204)
 
     # API keys

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from meshkit.basis.errors import Conflict
 from meshkit.basis.storage import transaction
 from meshkit.sso.adapters.sql.audit import write_audit
-from meshkit.sso.adapters.tables import refresh_tokens, revocations
+from meshkit.sso.adapters.tables import machine_tokens, refresh_tokens, revocations
 from meshkit.sso.domain import AuditEntry, RefreshToken
 
 _FIELDS = ("id", "token_hash", "family", "subject", "issued_at", "expires_at", "access_jti", "access_exp",
@@ -65,6 +65,16 @@ class SqlTokens:
                                                  refresh_tokens.c.revoked_at.is_(None)))).all()
         return [r[0] for r in rows]
 
+    async def add_issued(self, jti: str, subject: str, exp: float) -> None:
+        async with transaction(self._sessions) as session:
+            await session.execute(insert(machine_tokens).values(jti=jti, subject=subject, exp=exp))
+
+    async def issued(self, subject: str, now: float) -> list[tuple[str, float]]:
+        async with transaction(self._sessions, write=False) as session:
+            rows = (await session.execute(select(machine_tokens.c.jti, machine_tokens.c.exp).where(
+                machine_tokens.c.subject == subject, machine_tokens.c.exp > now))).all()
+        return [(jti, exp) for jti, exp in rows]
+
     async def add_revocation(self, jti: str, exp: float) -> None:
         try:
             async with transaction(self._sessions) as session:
@@ -79,9 +89,10 @@ class SqlTokens:
         return [(jti, exp) for jti, exp in rows]
 
     async def prune(self, now: datetime, now_epoch: float) -> int:
-        """Forget refresh tokens past their expiry and revocations of expired access tokens."""
+        """Forget refresh tokens past their expiry, revocations of expired access tokens, expired machine tokens."""
         async with transaction(self._sessions) as session:
             a = (await session.execute(delete(refresh_tokens).where(
                 or_(refresh_tokens.c.expires_at < now)))).rowcount
             b = (await session.execute(delete(revocations).where(revocations.c.exp < now_epoch))).rowcount
-        return (a or 0) + (b or 0)
+            c = (await session.execute(delete(machine_tokens).where(machine_tokens.c.exp < now_epoch))).rowcount
+        return (a or 0) + (b or 0) + (c or 0)
