@@ -101,3 +101,15 @@ def test_purge_by_route_and_prefix():
     assert c.purge(route="a", prefix="/x") == 1
     assert c.purge(route="b") == 1
     assert c.purge() == 1 and len(c) == 0 and c.bytes == 0
+
+
+def test_what_the_cache_remembers_about_urls_is_bounded_like_its_entries():
+    # One URL after another (a made-up query string per request) through a small cache: the
+    # entries were bounded, but the Vary names remembered per URL were never dropped.
+    c = ResponseCache(max_bytes=20_000)
+    for i in range(5000):
+        c.store(c.primary_key("r", f"/x?r={i}", None), (b"accept-language",), [], 200, [], b"x" * 100, 30, 0)
+        c.store(c.primary_key("r", f"/y?r={i}", None), (), [], 200, [], b"y" * 100, 30, 0)
+    assert len(c) < 100 and len(c._vary) == len(c._stored) <= len(c)
+    c.purge(route="r")
+    assert len(c) == 0 and not c._vary and not c._stored and c.bytes == 0

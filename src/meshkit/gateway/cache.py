@@ -118,8 +118,10 @@ class ResponseCache:
         self.bytes = 0
         self._clock = clock
         self._entries: OrderedDict[tuple, Entry] = OrderedDict()
-        #: primary key → header names the answer varies on
+        #: primary key → header names the answer varies on, and how many entries are stored under
+        #: it (dropped with the last: kept forever, one per URL ever cached, it outgrew the bound)
         self._vary: dict[tuple, tuple[bytes, ...]] = {}
+        self._stored: dict[tuple, int] = {}
 
     @staticmethod
     def primary_key(route: str, target: str, subject: str | None, host: bytes | None = None) -> tuple:
@@ -162,18 +164,24 @@ class ResponseCache:
         if key in self._entries:
             self._drop(key)
         self._vary[primary] = vary
+        self._stored[primary] = self._stored.get(primary, 0) + 1
         e = Entry(status, kept, body, now, now + ttl, now + ttl + stale, size)
         self._entries[key] = e
         self.bytes += size
         while self.bytes > self.max_bytes and self._entries:
-            _, old = self._entries.popitem(last=False)
-            self.bytes -= old.size
+            self._drop(next(iter(self._entries)))
         return e
 
     def _drop(self, key: tuple) -> None:
         e = self._entries.pop(key, None)
         if e is not None:
             self.bytes -= e.size
+            primary = key[0] if isinstance(key[0], tuple) else key  # (primary, vary values) or primary
+            n = self._stored.pop(primary, 1) - 1
+            if n > 0:
+                self._stored[primary] = n
+            else:
+                self._vary.pop(primary, None)
 
     def purge(self, route: str | None = None, prefix: str | None = None) -> int:
         """Drop entries (of one route, and/or whose target starts with ``prefix``); returns how many."""
@@ -183,8 +191,6 @@ class ResponseCache:
             if (route is None or primary[0] == route) and (prefix is None or primary[1].startswith(prefix)):
                 self._drop(key)
                 n += 1
-        if route is None and prefix is None:
-            self._vary.clear()
         return n
 
     def __len__(self) -> int:
