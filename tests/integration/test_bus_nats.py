@@ -20,7 +20,7 @@ from meshkit.basis.bus import (
     list_dead_letters,
     replay_dead_letter,
 )
-from meshkit.basis.errors import NotFound
+from meshkit.basis.errors import NotFound, Unavailable
 
 
 class ThingMade(Event):
@@ -222,3 +222,17 @@ async def test_replay_from_start_and_from_a_time(bus):
     assert everything == list(range(8))
     assert await bus.replay(subject, collect_later, start=middle) == 3
     assert later == [5, 6, 7]
+
+
+async def test_publishing_on_a_closed_connection_is_unavailable(nats_server):
+    # Before: only a timeout became Unavailable; nats-py's ConnectionClosedError (and its other
+    # ways of saying "not now") came out raw, and an endpoint publishing answered 500, not 503.
+    b = Bus(nats_server, source="bustest")
+    b.publishes(ThingMade)
+    await b.connect()
+    await b.publish(ThingMade(n=1), subject=f"bustest.closed.{unique()}")
+    await b.nc.close()
+    with pytest.raises(Unavailable) as caught:
+        await b.publish(ThingMade(n=2), subject=f"bustest.closed.{unique()}")
+    assert caught.value.status == 503 and caught.value.reason == "bus_unavailable"
+    await b.close()

@@ -44,6 +44,12 @@ from meshkit.basis.errors import ConfigError, MeshkitError, Unavailable
 if TYPE_CHECKING:
     from meshkit.basis.service import Service
 
+#: nats-py's ways of saying the server cannot take a message now (closed, reconnecting,
+#: buffer full, no JetStream answering): a publish then fails as Unavailable (503), not a 500.
+_AWAY = (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError, nats.errors.NoServersError,
+         nats.errors.ConnectionReconnectingError, nats.errors.NoRespondersError, nats.errors.StaleConnectionError,
+         nats.errors.OutboundBufferLimitError)
+
 logger = logging.getLogger("meshkit.bus")
 
 
@@ -263,13 +269,16 @@ class Bus:
     async def publish_envelope(self, env: Envelope, *, subject: str | None = None) -> PubAck:
         """Publish an already built envelope (the outbox relay and the event store use this)."""
         target = subject or env.type
-        await self.ensure_for(target)
         try:
+            await self.ensure_for(target)
             return await self.js.publish(target, env.to_json(), timeout=self.publish_timeout,
                                          headers={"Nats-Msg-Id": env.id})
         except (NatsTimeout, TimeoutError) as exc:
             raise Unavailable(f"JetStream did not acknowledge event {env.id} in time; publish again "
                               "(the event id makes it a no-op if it was stored)", reason="bus_timeout") from exc
+        except _AWAY as exc:
+            raise Unavailable(f"NATS cannot take event {env.id} now ({type(exc).__name__}); publish again "
+                              "once it is back (the event id makes a repeat a no-op)", reason="bus_unavailable") from exc
 
     def asyncapi(self, version: str, *, description: str = "") -> dict[str, Any]:
         """The AsyncAPI document of what this bus publishes and consumes (declared event classes)."""
