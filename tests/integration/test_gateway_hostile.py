@@ -431,3 +431,17 @@ async def test_an_aggregate_asked_by_a_browser_still_gets_its_parts(gw):
     status, _, body = await get(gw.port, "/agg/7", 'If-None-Match: "p1"', "Accept-Encoding: gzip, br",
                                 "Range: bytes=0-1", "If-Modified-Since: Sat, 05 Dec 2026 00:00:00 GMT")
     assert status == 200 and orjson.loads(body) == {"one": {"ok": 1}, "two": {"ok": 1}}
+
+
+async def test_a_host_name_with_its_final_dot_is_the_same_host(gw):
+    # "admin.example.com." is admin.example.com to DNS; it took the route for any other host.
+    status, _, body = await get(gw.port, "/h/x", "Host: ADMIN.example.com.:8080")
+    assert status == 200 and orjson.loads(body)["target"] == "/admin/h/x"
+
+
+async def test_a_fragment_in_the_target_is_not_sent_on(gw):
+    # Clients never send one (it is theirs); a raw "#" went upstream inside the path or query
+    # and split the cache by it.
+    out = await exchange(gw.port, b"GET /e/x?a=1#/../frag HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+    status, _, body = answer(out)
+    assert status == 200 and orjson.loads(body)["target"] == "/e/x?a=1"

@@ -244,6 +244,8 @@ class HttpProtocol(asyncio.Protocol):
                 self._headers.append((b"host", authority))
             else:
                 raise _Reject(BadRequest("request target must be a path"))
+        if b"#" in url:  # a fragment is the client's own business (RFC 9110 §4.2.4): never sent on
+            url = url.partition(b"#")[0]
         path, _, query = url.partition(b"?")
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         req = Request(p.get_method().decode("ascii"), path.decode("latin-1"), query, self._headers, body,

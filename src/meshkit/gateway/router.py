@@ -189,10 +189,12 @@ def rewrite_prefix(path: str, literal_prefix: str, new_prefix: str) -> str:
 
 
 def host_of(value: bytes | None) -> str:
-    """The host name of a ``Host`` header: lower-cased, port removed."""
+    """The host name of a ``Host`` header: lower-cased, port and a final ``.`` removed
+    (``Shop.Example.com.:443`` is ``shop.example.com``, the same name to DNS)."""
     if not value:
         return ""
     h = value.decode("latin-1").lower()
     if h.startswith("["):
         return h.split("]", 1)[0] + "]"
-    return h.rsplit(":", 1)[0] if ":" in h else h
+    h = h.rsplit(":", 1)[0] if ":" in h else h
+    return h[:-1] if h.endswith(".") else h
