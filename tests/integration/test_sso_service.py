@@ -520,3 +520,22 @@ async def test_a_rotated_secret_or_a_disabled_account_ends_the_tokens_it_got(sso
         assert (await c.post(f"/v1/admin/service-accounts/{sa['id']}/disable", headers=a)).status_code == 204
         assert await bus.wait_for(jti_of(new["access_token"]))
     assert (await c.get("/v1/userinfo", headers=bearer(new))).status_code == 401
+
+
+async def test_the_advertised_revocation_endpoint_takes_an_rfc_7009_request(sso):
+    """Discovery names /logout as revocation_endpoint; an OAuth client posting token=... there got 400 invalid_json."""
+    _, c = sso
+    conf = (await c.get("/.well-known/openid-configuration")).json()
+    path = "/v1/" + conf["revocation_endpoint"].rsplit("/", 1)[-1]
+    _, pair = await signup_login(c)
+    r = await c.post(path, data={"token": pair["refresh_token"], "token_type_hint": "refresh_token"})
+    assert r.status_code == 200
+    assert (await c.post("/v1/refresh", json={"refresh_token": pair["refresh_token"]})).status_code == 401
+    assert (await c.get("/v1/userinfo", headers=bearer(pair))).status_code == 401  # its session's access token too
+    _, other = await signup_login(c)
+    assert (await c.post(path, data={"token": other["access_token"]})).status_code == 200
+    assert (await c.get("/v1/userinfo", headers=bearer(other))).status_code == 401
+    assert (await c.post("/v1/refresh", json={"refresh_token": other["refresh_token"]})).status_code == 401
+    for token in ("x" * 40, "a.b.c", other["access_token"]):  # unknown, not ours, already revoked: nothing to tell
+        assert (await c.post(path, data={"token": token})).status_code == 200
+    assert (await c.post(path, data={"token_type_hint": "refresh_token"})).status_code == 400

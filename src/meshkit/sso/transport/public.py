@@ -1,23 +1,24 @@
 """The SSO's public endpoints: sign-up, login, refresh, logout, userinfo, password, discovery, OAuth2.
 
 Statuses: 202 sign-up accepted (the same for an address already registered),
-200 tokens, 204 logged out, 401 ``invalid_credentials`` / ``invalid_grant`` /
+200 tokens, 204 logged out (200 for an RFC 7009 form-encoded revocation), 401 ``invalid_credentials`` / ``invalid_grant`` /
 ``invalid_token`` / ``invalid_client``, 403 ``invalid_scope``, 422 invalid
 fields or ``weak_password``, 429 ``login_throttled`` with ``Retry-After``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from meshkit.basis.errors import BadRequest, Forbidden
+from meshkit.basis.errors import BadRequest, Forbidden, Unauthorized
 from meshkit.basis.web import json_response, parse_body
 from meshkit.sso.app import Authz, KeyRing, Machines, Sessions, Tokens
-from meshkit.sso.transport.caller import caller, client_ip, require_caller
+from meshkit.sso.transport.caller import caller, caller_of_token, client_ip, require_caller
 from meshkit.sso_sdk.models import AuthorizeIn, Credentials, LogoutIn, PasswordChange, RefreshIn
 
 _NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
@@ -60,11 +61,29 @@ class PublicHandlers:
 
     async def logout(self, request: Request) -> Response:
         raw = await request.body()
+        if raw.strip() and not raw.lstrip().startswith(b"{"):
+            return await self._revoke(await _form(request))
         body = await parse_body(request, LogoutIn) if raw.strip() else LogoutIn()
         who = caller(request, self.tokens)
         await self.sessions.logout(body.refresh_token, who.identity if who else None,
                                    access_exp=who.exp if who else None, session=who.session if who else None)
         return Response(status_code=204)
+
+    async def _revoke(self, form: dict[str, str]) -> Response:
+        """RFC 7009 (the discovery document's ``revocation_endpoint``): ``token=`` a refresh or an access
+        token, form-encoded; 200 whether or not it was valid (the spec's answer: nothing to tell)."""
+        token = form.get("token")
+        if not token:
+            raise BadRequest("send token=<refresh or access token> (RFC 7009)", reason="invalid_request")
+        if token.count(".") == 2:  # a JWT: one of our access tokens, and the session it belongs to
+            with contextlib.suppress(Unauthorized):
+                who = caller_of_token(token, self.tokens)
+                await self.sessions.logout(None, who.identity, access_exp=who.exp, session=who.session)
+        else:
+            record = await self.tokens.family_of(token)
+            if record is not None and record.revoked_at is None:
+                await self.tokens.revoke_family(record.family, record.subject, "session.logged_out")
+        return Response(status_code=200, headers=_NO_STORE)
 
     async def userinfo(self, request: Request) -> Response:
         who = require_caller(request, self.tokens)
