@@ -61,6 +61,7 @@ class Broken:
     ANSWERS = {
         "short": b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"s" * 1000,
         "short-chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n" + b"c" * 1000 + b"\r\n",
+        "chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
         "switch": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
     }
 
@@ -445,3 +446,12 @@ async def test_a_fragment_in_the_target_is_not_sent_on(gw):
     out = await exchange(gw.port, b"GET /e/x?a=1#/../frag HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
     status, _, body = answer(out)
     assert status == 200 and orjson.loads(body)["target"] == "/e/x?a=1"
+
+
+@pytest.mark.parametrize("connection", ["", "Connection: keep-alive\r\n"])
+async def test_an_http10_client_gets_a_streamed_answer_without_chunked_coding(gw, connection):
+    # HTTP/1.0 has no chunked coding: the chunk sizes ended up in the downloaded body.
+    out = await exchange(gw.port, f"GET /bs/x/chunked HTTP/1.0\r\nHost: gw\r\n{connection}\r\n".encode())
+    status, headers, body = answer(out)
+    assert status == 200 and "transfer-encoding" not in headers and body == b"hello world"
+    assert headers["connection"] == "close"  # the end of the body is the end of the connection

@@ -302,7 +302,7 @@ class HttpProtocol(asyncio.Protocol):
     async def _run_rest(self, req: Request, resp: Response, keep: bool) -> None:
         # A streamed answer handed to answer(): send it in a task, then go on with the pipeline.
         try:
-            await self._send(resp, keep, req.method == "HEAD")
+            await self._send(resp, keep, req.method == "HEAD", req.version == "1.0")
             if not self._went_on(keep):
                 return
         finally:
@@ -354,7 +354,8 @@ class HttpProtocol(asyncio.Protocol):
                         resp = error_response(exc)
                 keep = req.keep_alive and not resp.close and not self.closing and not self.server.stopping \
                     if not isinstance(req, _Failed) else False
-                await self._send(resp, keep, req.method == "HEAD" if not isinstance(req, _Failed) else False)
+                await self._send(resp, keep, req.method == "HEAD" if not isinstance(req, _Failed) else False,
+                                 req.version == "1.0" if not isinstance(req, _Failed) else False)
                 if not self._went_on(keep) or not self.pending:
                     return
                 if self.write_ready is not None:  # the client is not reading: wait until it does
@@ -370,17 +371,21 @@ class HttpProtocol(asyncio.Protocol):
 
     _write = staticmethod(write_buffered)
 
-    async def _send(self, resp: Response, keep: bool, head: bool) -> None:
+    async def _send(self, resp: Response, keep: bool, head: bool, http10: bool = False) -> None:
         t = self.transport
         if t is None or t.is_closing():
             return
         if resp.stream is None:
             self._write(t, resp, keep, head)
             return
-        parts, has_length = head_lines(resp, keep)
         if bodiless(resp.status):
             head = True  # a 204 or 304 ends with its head: a chunked body's last chunk would be read as the next answer
-        chunked = not has_length and not head
+        chunked = not head and not any(k == b"content-length" for k, _ in resp.headers)
+        if chunked and http10:
+            # HTTP/1.0 has no chunked coding: the body is what comes until the connection closes.
+            chunked = keep = False
+            self.closing = True  # (_went_on closes it once the body is out)
+        parts, _ = head_lines(resp, keep)
         if chunked:
             parts.append(b"transfer-encoding: chunked\r\n")
         parts.append(b"\r\n")
