@@ -96,3 +96,24 @@ async def test_a_rotation_racing_an_emergency_one_does_not_bring_the_leaked_key_
         assert sorted(states.values()).count("current") == 1 and sorted(states.values()).count("next") == 1
         await mine.reload()
         assert mine.current.kid == raced[0].kid and {leaked, pending}.isdisjoint(k["kid"] for k in mine.jwks()["keys"])
+
+
+async def test_the_bootstrap_administrator_is_not_whoever_signed_up_with_the_address(database, nats_server, tmp_path):
+    """With no administrator left, a start made the SSO_ADMIN_EMAIL account the administrator as it was: someone
+    who had signed up with that address kept their own password, and their session got sso:admin on refresh."""
+    boss = email()
+    async with running(build(settings_for(database, nats_server, tmp_path))) as svc:
+        async with httpx.AsyncClient(base_url=svc.url) as c:
+            assert (await c.post("/v1/signup", json={"email": boss, "password": PASSWORD})).status_code == 202
+            squatter = (await c.post("/v1/login", json={"email": boss, "password": PASSWORD})).json()
+        authz = svc.state["authz"]
+        for holder in await authz.holders("admin"):  # nobody holds the role any more (say, two admins raced)
+            await authz._store.unassign(holder, "admin", None)
+    settings = settings_for(database, nats_server, tmp_path, admin_email=boss, admin_password="the-operators-choice-7")
+    async with running(build(settings)) as svc:
+        async with httpx.AsyncClient(base_url=svc.url) as c:
+            assert (await c.post("/v1/login", json={"email": boss, "password": PASSWORD})).status_code == 401
+            assert (await c.post("/v1/refresh", json={"refresh_token": squatter["refresh_token"]})).status_code == 401
+            r = await c.post("/v1/login", json={"email": boss, "password": "the-operators-choice-7"})
+            assert (await c.get("/v1/admin/users", headers={"authorization": f"Bearer {r.json()['access_token']}"})
+                    ).status_code == 200

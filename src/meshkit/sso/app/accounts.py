@@ -218,10 +218,23 @@ class Accounts:
         """The first administrator's account: ``(user, generated password or None)``.
 
         Without ``password`` a random one is generated; the caller prints it once.
-        An existing account with that address is reused as it is.
+        An existing account with that address is reused, enabled, with ``password``
+        if one is given (its own one no longer opens it).
         """
         existing = await self.by_email(email)
         if existing is not None:
+            if password and not (await self._verify(existing.password_hash, password))[0]:
+                # Anyone may have signed up with this address while nobody held the admin role: the
+                # account becomes the administrator with the configured password, not with its own.
+                problems = password_problems(normalise_password(password), existing.email)
+                if problems:
+                    raise weak_password(problems)
+                now = self._clock()
+                await self._users.set_password(existing.id, await self._hasher.hash(normalise_password(password)),
+                                               now, AuditEntry("system:bootstrap", "user.password_reset",
+                                                               existing.id, now))
+            if existing.disabled:
+                existing = await self.set_disabled(existing.id, False, "system:bootstrap")
             return existing, None
         generated = None
         if not password:

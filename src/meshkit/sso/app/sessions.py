@@ -118,6 +118,9 @@ class Sessions:
         if await self.authz.holders(ADMIN_ROLE):
             return None
         user, generated = await self.accounts.bootstrap_admin(email, password)
+        # An account that existed before holds sessions of whoever signed up with the address: refreshed
+        # after the role is assigned, they would carry sso:admin. (A new account has none.)
+        await self.tokens.revoke_sessions(user.id, "system:bootstrap")
         await self.authz.assign(user.id, ADMIN_ROLE, "system:bootstrap")
         return generated
 
