@@ -27,7 +27,6 @@ The listening side (accepting, the idle sweeper, TLS, graceful stop) is
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -36,13 +35,10 @@ import httptools
 
 from meshkit.basis.errors import BadRequest, HeadersTooLarge, MeshkitError, PayloadTooLarge
 from meshkit.gateway.messages import Request, Response, error_response
-from meshkit.gateway.wire import bodiless, head_lines, write_buffered
+from meshkit.gateway.wire import send_streamed, write_buffered
 
 if TYPE_CHECKING:
     from meshkit.gateway.server import Server
-
-log = logging.getLogger("meshkit.gateway")
-
 
 class _Busy:
     """Stands in for the answering task while a ``fast`` hook owns the request."""
@@ -378,42 +374,7 @@ class HttpProtocol(asyncio.Protocol):
         if resp.stream is None:
             self._write(t, resp, keep, head)
             return
-        if bodiless(resp.status):
-            head = True  # a 204 or 304 ends with its head: a chunked body's last chunk would be read as the next answer
-        chunked = not head and not any(k == b"content-length" for k, _ in resp.headers)
-        if chunked and http10:
-            # HTTP/1.0 has no chunked coding: the body is what comes until the connection closes.
-            chunked = keep = False
-            self.closing = True  # (_went_on closes it once the body is out)
-        parts, _ = head_lines(resp, keep)
-        if chunked:
-            parts.append(b"transfer-encoding: chunked\r\n")
-        parts.append(b"\r\n")
-        t.write(b"".join(parts))
-        try:
-            if not head:
-                async for chunk in resp.stream:
-                    if not chunk:
-                        continue
-                    if t.is_closing():
-                        return
-                    if chunked:
-                        t.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-                    else:
-                        t.write(chunk)
-                    if self.write_ready is not None:
-                        await self.write_ready.wait()
-                if chunked:
-                    t.write(b"0\r\n\r\n")
-        except Exception as exc:
-            # The body broke off (the upstream died mid-answer): the head is out, so the only way
-            # left to tell the client is to cut the connection before the body is complete.
-            log.warning("streamed answer broke off, closing the client connection: %s", exc)
-            self.closing = True
-            t.abort()
-        finally:
-            if resp.on_close is not None:
-                await resp.on_close()
+        await send_streamed(self, t, resp, keep, head, http10)
 
     def idle(self) -> bool:
         return self.task is None and self.reading_since is None

@@ -1,15 +1,22 @@
 """Answers as bytes on the wire: status line, header lines, framing (HTTP/1.1, RFC 9112).
 
 Used by :mod:`meshkit.gateway.protocol`. A buffered answer goes out in one
-``write`` (one syscall); a streamed one is framed by the protocol with
-:func:`head_lines` and :func:`bodiless`.
+``write`` (one syscall); a streamed one chunk by chunk, chunked unless it has a
+length (or the client speaks HTTP/1.0), waiting while the client does not read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from typing import TYPE_CHECKING
 
 from meshkit.gateway.messages import STATUS_LINES, Response, status_line
+
+if TYPE_CHECKING:
+    from meshkit.gateway.protocol import HttpProtocol
+
+log = logging.getLogger("meshkit.gateway")
 
 
 def bodiless(status: int) -> bool:
@@ -49,3 +56,44 @@ def write_buffered(t: asyncio.Transport, resp: Response, keep: bool, is_head: bo
     if not is_head and not no_body:
         parts.append(resp.body)
     t.write(b"".join(parts))
+
+
+async def send_streamed(conn: HttpProtocol, t: asyncio.Transport, resp: Response, keep: bool, head: bool,
+                        http10: bool) -> None:
+    """Send ``resp.stream`` on ``conn``; runs ``resp.on_close`` at the end, whatever happens."""
+    if bodiless(resp.status):
+        head = True  # a 204 or 304 ends with its head: a chunked body's last chunk would be read as the next answer
+    chunked = not head and not any(k == b"content-length" for k, _ in resp.headers)
+    if chunked and http10:
+        # HTTP/1.0 has no chunked coding: the body is what comes until the connection closes.
+        chunked = keep = False
+        conn.closing = True  # (the protocol closes it once the body is out)
+    parts, _ = head_lines(resp, keep)
+    if chunked:
+        parts.append(b"transfer-encoding: chunked\r\n")
+    parts.append(b"\r\n")
+    t.write(b"".join(parts))
+    try:
+        if not head:
+            async for chunk in resp.stream:  # type: ignore[union-attr]
+                if not chunk:
+                    continue
+                if t.is_closing():
+                    return
+                if chunked:
+                    t.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                else:
+                    t.write(chunk)
+                if conn.write_ready is not None:  # the client is not reading: wait until it does
+                    await conn.write_ready.wait()
+            if chunked:
+                t.write(b"0\r\n\r\n")
+    except Exception as exc:
+        # The body broke off (the upstream died mid-answer): the head is out, so the only way
+        # left to tell the client is to cut the connection before the body is complete.
+        log.warning("streamed answer broke off, closing the client connection: %s", exc)
+        conn.closing = True
+        t.abort()
+    finally:
+        if resp.on_close is not None:
+            await resp.on_close()
