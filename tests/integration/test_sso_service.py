@@ -539,3 +539,20 @@ async def test_the_advertised_revocation_endpoint_takes_an_rfc_7009_request(sso)
     for token in ("x" * 40, "a.b.c", other["access_token"]):  # unknown, not ours, already revoked: nothing to tell
         assert (await c.post(path, data={"token": token})).status_code == 200
     assert (await c.post(path, data={"token_type_hint": "refresh_token"})).status_code == 400
+
+
+async def test_an_administrator_whose_role_is_taken_loses_the_admin_api_at_once(sso):
+    """The admin API trusted the token's permissions: a demoted administrator kept it for the token's lifetime,
+    long enough to give the role back to themselves."""
+    _, c = sso
+    a = await admin(c)
+    address = email()
+    rogue = (await c.post("/v1/admin/users", json={"email": address, "password": PASSWORD}, headers=a)).json()
+    await c.put(f"/v1/admin/subjects/{rogue['id']}/roles/admin", headers=a)
+    token = bearer((await c.post("/v1/login", json={"email": address, "password": PASSWORD}, headers=ip())).json())
+    assert (await c.get("/v1/admin/users", headers=token)).status_code == 200
+    assert (await c.delete(f"/v1/admin/subjects/{rogue['id']}/roles/admin", headers=a)).status_code == 200
+    denied = await c.get("/v1/admin/users", headers=token)
+    assert denied.status_code == 403 and denied.json()["error"]["reason"] == "missing_permission"
+    assert (await c.put(f"/v1/admin/subjects/{rogue['id']}/roles/admin", headers=token)).status_code == 403
+    assert (await c.get(f"/v1/admin/users/{rogue['id']}", headers=a)).json()["roles"] == []
