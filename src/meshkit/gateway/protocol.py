@@ -56,6 +56,10 @@ _BUSY = _Busy()
 FastHook = Callable[[Request, "HttpProtocol"], bool]
 
 
+#: Request headers looked at once the head is in.
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"expect"})
+
+
 class _Reject(Exception):
     def __init__(self, error: MeshkitError) -> None:
         self.error = error
@@ -186,6 +190,8 @@ class HttpProtocol(asyncio.Protocol):
         self._in_head = False
         body = expect = False
         for k, v in self._headers:
+            if k not in _FRAMING:  # one set probe per header: the common case
+                continue
             if k == b"content-length":
                 try:
                     n = int(v)
