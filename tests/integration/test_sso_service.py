@@ -278,6 +278,11 @@ async def test_service_accounts_and_api_keys(sso):
     assert (await c.post("/oauth/token", data={**creds, "scope": "sso:admin"})).status_code == 403
     assert (await c.post("/oauth/token", data={"grant_type": "password"})).status_code == 400
     assert "client_secret" not in orjson.dumps((await c.get("/v1/admin/service-accounts", headers=a)).json()).decode()
+    audit = (await c.get("/v1/admin/audit?limit=50", headers=a)).json()["items"]
+    issued = [e for e in audit if e["action"] == "token.issued" and e["target"] == sa["id"]]
+    assert [e["details"] for e in issued] == [  # newest first; the refused requests issued nothing
+        {"grant": "client_credentials", "scope": f"stock{tag}:read stock{tag}:write"},
+        {"grant": "client_credentials", "scope": f"stock{tag}:read"}]
 
     made = (await c.post("/v1/admin/api-keys", headers=a,
                          json={"name": "partner", "subject": sa["id"], "scopes": [f"stock{tag}:read"]})).json()

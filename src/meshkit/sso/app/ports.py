@@ -80,7 +80,7 @@ class TokenStore(Protocol):
     async def families(self, subject: str) -> list[str]:
         """Families of ``subject`` that still have a live (not revoked) refresh token."""
 
-    async def add_issued(self, jti: str, subject: str, exp: float) -> None:
+    async def add_issued(self, jti: str, subject: str, exp: float, audit: AuditEntry | None = None) -> None:
         """Remember an access token issued to a service account (it has no session)."""
 
     async def issued(self, subject: str, now: float) -> list[tuple[str, float]]:

@@ -130,7 +130,9 @@ class Tokens:
         """A client-credentials access token, remembered so :meth:`revoke_subject` can revoke it: ``(token, exp)``."""
         token, jti, exp = self.mint(subject, roles=roles, permissions=permissions, kind="service", tenant=tenant,
                                     scope=scope)
-        await self._store.add_issued(jti, subject, exp)
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        await self._store.add_issued(jti, subject, exp, AuditEntry(subject, "token.issued", subject, now,
+                                                                   {"grant": "client_credentials", "scope": scope}))
         return token, exp
 
     async def revoke_subject(self, subject: str) -> int:

@@ -65,9 +65,10 @@ class SqlTokens:
                                                  refresh_tokens.c.revoked_at.is_(None)))).all()
         return [r[0] for r in rows]
 
-    async def add_issued(self, jti: str, subject: str, exp: float) -> None:
+    async def add_issued(self, jti: str, subject: str, exp: float, audit: AuditEntry | None = None) -> None:
         async with transaction(self._sessions) as session:
             await session.execute(insert(machine_tokens).values(jti=jti, subject=subject, exp=exp))
+            await write_audit(session, audit)
 
     async def issued(self, subject: str, now: float) -> list[tuple[str, float]]:
         async with transaction(self._sessions, write=False) as session:
