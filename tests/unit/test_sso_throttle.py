@@ -92,3 +92,6 @@ def test_attempts_in_flight_count_until_they_end():
     t.end("k")
     t.succeeded("k")  # a success still clears the account
     assert t.wait("k") == 0.0 and len(t) == 0
+    t.begin("10.0.0.1")
+    t.end("10.0.0.1")  # an attempt that did not fail leaves nothing behind
+    assert len(t) == 0

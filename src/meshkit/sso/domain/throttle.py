@@ -82,6 +82,8 @@ class Throttle:
         state = self._keys.get(key)
         if state is not None and state.pending:
             state.pending -= 1
+            if not state.pending and not state.failures and state.locked_until <= self._clock():
+                del self._keys[key]  # nothing to remember: an address that only ever logged in keeps no entry
 
     def failed(self, key: str) -> bool:
         """Record a failed attempt of ``key``; ``True`` when this one locked it (``lockout_after`` reached)."""
