@@ -295,7 +295,11 @@ async def test_two_host_headers_are_refused(gw):
     # RFC 9112 §3.2: a proxy in front may route by the first, the gateway routed by the last.
     status, _, body = await get(gw.port, "/h/x", "Host: admin.example.com", "Host: shop.example")
     assert status == 400 and orjson.loads(body)["error"]["reason"] == "bad_host"
+    # and an HTTP/1.1 request needs one (HTTP/1.0 may go without)
+    status, _, body = answer(await exchange(gw.port, b"GET /e/x HTTP/1.1\r\nConnection: close\r\n\r\n"))
+    assert status == 400 and orjson.loads(body)["error"]["reason"] == "bad_host"
     assert gw.echo.calls == 0
+    assert answer(await exchange(gw.port, b"GET /e/x HTTP/1.0\r\n\r\n"))[0] == 200
 
 
 async def test_an_absolute_form_target_names_the_host(gw):

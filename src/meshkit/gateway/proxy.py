@@ -184,8 +184,11 @@ class Proxy(FastPath):
                answer_headers: list[tuple[bytes, bytes]]) -> tuple[RouteRuntime, dict, Response | None]:
         """Match the route, apply CORS and the body limit: ``(route, params, preflight answer or None)``."""
         path = req.path
-        if host is _TWO_HOSTS:
-            raise BadRequest("a request has one Host header, this one has more", reason="bad_host")
+        if host is None or host is _TWO_HOSTS:
+            if host is _TWO_HOSTS:
+                raise BadRequest("a request has one Host header, this one has more", reason="bad_host")
+            if req.version != "1.0":  # RFC 9112 §3.2: an HTTP/1.1 request without one is refused
+                raise BadRequest("an HTTP/1.1 request needs a Host header", reason="bad_host")
         if "%" in path or "/." in path or "//" in path or "\\" in path:
             path = req.path = clean_path(path)  # one spelling from here on: routed, forwarded, cached, logged
         table = self.table
