@@ -320,3 +320,18 @@ async def test_a_refresh_that_fails_half_way_can_be_retried_with_the_same_token(
     assert tokens.verify(again["access_token"])["permissions"] == ["catalog:write"] and pub.published == []
     with pytest.raises(Unauthorized, match="already used"):
         await tokens.rotate(pair["refresh_token"], _claims)  # now it is spent: a copy is theft, as before
+
+
+async def test_a_changed_signing_algorithm_signs_from_the_next_start():
+    """SSO_SIGNING_ALG=RS256 on an EdDSA ring kept signing EdDSA (the pending key was EdDSA too): two rotations,
+    two weeks, while the discovery document already said RS256."""
+    keys, tokens, _ = await make("EdDSA")
+    old, _, _ = tokens.mint("u", roles=[], permissions=[])
+    ring = KeyRing(keys._store, keys._sealer, alg="RS256")
+    await ring.load()
+    assert ring.current.alg == "RS256" and ring.signing_key()[1] == "RS256"
+    published = {k["kid"]: k["alg"] for k in ring.jwks()["keys"]}
+    assert sorted(published.values()) == ["EdDSA", "RS256", "RS256"]  # previous (EdDSA), current and next
+    later = Tokens(ring, tokens._store, MemoryPublisher(), issuer="https://sso.test", audience="meshkit")
+    assert later.verify(old)["sub"] == "u"  # tokens in flight still verify
+    assert _segments(later.mint("u", roles=[], permissions=[])[0])[0]["alg"] == "RS256"

@@ -82,6 +82,9 @@ class KeyRing:
             keys = await self._store.all()
         self._install(keys)
         self.signing_key()  # unseal now: a wrong key-encryption key fails the start, not the first login
+        if self.current.alg != self.alg:
+            # SSO_SIGNING_ALG changed: sign with it from now on (the old key verifies its tokens as previous).
+            await self.rotate("system:alg-change")
 
     def _new(self, state: str, now: datetime) -> SigningKey:
         private, jwk = generate(self.alg)
@@ -172,8 +175,9 @@ class KeyRing:
         old.state, old.retired_at = ("retired" if emergency else "previous"), now
         changed.append(old)
         promoted = by_state.get("next") or self._new("next", now)
-        if emergency and "next" in by_state:
-            promoted = self._new("next", now)  # the pending key may have leaked with the current one
+        if "next" in by_state and (emergency or promoted.alg != self.alg):
+            # The pending key may have leaked with the current one, or is for the algorithm no longer set.
+            promoted = self._new("next", now)
             by_state["next"].state, by_state["next"].retired_at = "retired", now
             changed.append(by_state["next"])
         promoted.state, promoted.activated_at = "current", now
