@@ -18,6 +18,8 @@ import pytest
 
 from meshkit.gateway.app import Gateway
 from meshkit.gateway.messages import Response
+from meshkit.gateway.security import Authenticator
+from meshkit.gateway.security.testing import TokenIssuer
 from meshkit.gateway.server import serve
 from meshkit.gateway.settings import GatewaySettings
 
@@ -459,3 +461,36 @@ async def test_an_http10_client_gets_a_streamed_answer_without_chunked_coding(gw
     status, headers, body = answer(out)
     assert status == 200 and "transfer-encoding" not in headers and body == b"hello world"
     assert headers["connection"] == "close"  # the end of the body is the end of the connection
+
+
+async def test_a_cached_answer_is_never_served_to_the_same_user_with_other_grants(tmp_path):
+    # Keyed by subject alone, what alice saw as an admin was served to her next token, issued
+    # after the role was taken away (until the TTL ran out).
+    issuer = TokenIssuer("EdDSA")
+    auth = Authenticator(jwks=issuer.jwks(), issuer=issuer.issuer, audience=issuer.audience)
+    up = await serve(Echo().handle, "127.0.0.1", 0)
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(f"""routes:
+  - name: mine
+    match: {{prefix: /m/}}
+    upstream: {{url: "http://127.0.0.1:{up.port}"}}
+    auth: optional
+    cache: {{ttl: 30s}}
+""")
+    settings = GatewaySettings(host="127.0.0.1", port=0, admin_port=0, routes_file=routes,
+                               registry_url="memory://gw-hostile-grants", access_log=False, reload_interval=0)
+    g = await Gateway(settings, register=False, authenticator=auth).start()
+    try:
+        def roles(body: bytes) -> str:
+            return dict(orjson.loads(body)["headers"])["x-meshkit-roles"]
+
+        admin, demoted = issuer.token("alice", roles=["admin"]), issuer.token("alice", roles=["user"])
+        _, headers, body = await get(g.port, "/m/report", f"Authorization: Bearer {admin}")
+        assert headers["x-cache"] == "MISS" and roles(body) == "admin"
+        _, headers, body = await get(g.port, "/m/report", f"Authorization: Bearer {demoted}")
+        assert headers["x-cache"] == "MISS" and roles(body) == "user"
+        _, headers, body = await get(g.port, "/m/report", f"Authorization: Bearer {issuer.token('alice', roles=['user'])}")
+        assert headers["x-cache"] == "HIT" and roles(body) == "user"  # same grants, another token: shared
+    finally:
+        await g.stop(0.5)
+        await up.stop(0.2)

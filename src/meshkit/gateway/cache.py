@@ -10,7 +10,8 @@ Policy (a shared cache, RFC 9111 in spirit):
 - lifetime: the upstream's ``s-maxage`` / ``max-age`` when given, else the route TTL;
 - the key is route, path and query, the ``Host`` (passed upstream as
   ``x-forwarded-host``: an answer may be built from it), the values of the ``Vary``
-  headers (the route's plus the upstream's) and, on authenticated routes, the caller's subject;
+  headers (the route's plus the upstream's) and, on authenticated routes, the caller as the
+  upstream sees it (subject, kind, tenant, roles, permissions);
 - an expired entry is kept ``stale_if_error`` seconds more, to answer (marked
   STALE) when the upstream fails.
 """
@@ -124,8 +125,8 @@ class ResponseCache:
         self._stored: dict[tuple, int] = {}
 
     @staticmethod
-    def primary_key(route: str, target: str, subject: str | None, host: bytes | None = None) -> tuple:
-        return (route, target, subject, host)
+    def primary_key(route: str, target: str, caller: object = None, host: bytes | None = None) -> tuple:
+        return (route, target, caller, host)
 
     def _key(self, primary: tuple, vary: tuple[bytes, ...], headers: list[tuple[bytes, bytes]]) -> tuple:
         if not vary:

@@ -255,10 +255,13 @@ class Proxy(FastPath):
             lookup, store = request_bypass(req.headers)
             if req.body:  # a GET with a body: the key does not cover what the upstream may read from it
                 store = False
-            subject = identity.subject if (route.auth and identity is not None) else None
+            # The caller as the upstream sees it (every identity header but the token id): the same
+            # user with other grants (a new token after a role was taken away) is another caller.
+            who = (identity.subject, identity.kind, identity.tenant, identity.roles, identity.permissions) \
+                if (route.auth and identity is not None) else None
             # The Host goes upstream (x-forwarded-host), where it may end up in the answer
             # (absolute links, redirects): an answer made for one Host must not serve another.
-            primary = (route.name, target, subject, host)
+            primary = (route.name, target, who, host)
             if lookup:
                 e = self.cache.lookup(primary, route.vary, req.headers)
                 if e is not None:
