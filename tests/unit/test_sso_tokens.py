@@ -8,11 +8,12 @@ import json
 import os
 import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 
-from meshkit.basis.errors import Unauthorized
+from meshkit.basis.errors import Conflict, Unauthorized
 from meshkit.gateway.security import Authenticator
 from meshkit.sso.adapters import AesGcmSealer, MemoryPublisher
 from meshkit.sso.app import KeyRing, Tokens
@@ -335,3 +336,21 @@ async def test_a_changed_signing_algorithm_signs_from_the_next_start():
     later = Tokens(ring, tokens._store, MemoryPublisher(), issuer="https://sso.test", audience="meshkit")
     assert later.verify(old)["sub"] == "u"  # tokens in flight still verify
     assert _segments(later.mint("u", roles=[], permissions=[])[0])[0]["alg"] == "RS256"
+
+
+async def test_a_second_rotation_waits_until_the_previous_key_has_no_live_tokens():
+    """Two rotations within a token's lifetime dropped the key that signed tokens still valid (a 401 for them)."""
+    now = [datetime.now(UTC)]
+    keys = KeyRing(MemoryKeys(), AesGcmSealer(os.urandom(32)), token_ttl=930, clock=lambda: now[0])
+    await keys.load()
+    tokens = Tokens(keys, MemoryTokens(), MemoryPublisher(), issuer="https://sso.test", audience="meshkit")
+    live, _, _ = tokens.mint("u", roles=[], permissions=[])
+    await keys.rotate("admin")
+    now[0] += timedelta(seconds=600)
+    with pytest.raises(Conflict) as refused:
+        await keys.rotate("admin")
+    assert refused.value.reason == "rotation_too_soon" and refused.value.details == {"retry_after": 331}
+    assert not await keys.rotate_if_due() and tokens.verify(live)["sub"] == "u"
+    now[0] += timedelta(seconds=331)
+    await keys.rotate("admin")  # its tokens have expired: now it may go
+    await keys.rotate("admin", emergency=True)  # an emergency never waits

@@ -35,6 +35,7 @@ from meshkit.sso.adapters import (
 )
 from meshkit.sso.app import Accounts, Authz, KeyRing, Machines, Sessions, Tokens
 from meshkit.sso.app.ports import Publisher
+from meshkit.sso.app.tokens import LEEWAY
 from meshkit.sso.domain import Throttle, ThrottleRule
 from meshkit.sso.settings import SsoSettings
 from meshkit.sso.transport import AdminHandlers, PublicHandlers, PublicOptions, routes
@@ -60,7 +61,7 @@ def build(settings: SsoSettings, *, publisher: Publisher | None = None) -> Servi
     accounts = Accounts(SqlUsers(sessions_factory), hasher, account_throttle=Throttle(account_rule),
                         ip_throttle=Throttle(ip_rule), audit=audit.record)
     keys = KeyRing(SqlKeys(sessions_factory), AesGcmSealer(kek), alg=s.signing_alg,
-                   rotation_interval=s.key_rotation_interval)
+                   rotation_interval=s.key_rotation_interval, token_ttl=s.access_ttl + LEEWAY)
     bus_publisher = (BusPublisher(s.nats_url, source=s.name, retention=s.revocation_max_age)
                      if publisher is None else None)
     token_store = SqlTokens(sessions_factory)

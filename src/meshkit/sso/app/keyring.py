@@ -20,6 +20,7 @@ the store and unsealed only in memory; they never appear in logs or answers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from collections.abc import Callable
@@ -58,11 +59,15 @@ class KeyRing:
     """The SSO's signing keys, loaded from a :class:`KeyStore`, sealed by a :class:`Sealer`."""
 
     def __init__(self, store: KeyStore, sealer: Sealer, *, alg: str = "EdDSA",
-                 rotation_interval: float = 7 * 24 * 3600.0, clock: Callable[[], datetime] = _utcnow) -> None:
+                 rotation_interval: float = 7 * 24 * 3600.0, token_ttl: float = 0.0,
+                 clock: Callable[[], datetime] = _utcnow) -> None:
         self._store = store
         self._sealer = sealer
         self.alg = alg
         self.rotation_interval = rotation_interval
+        #: How long a token verifies after it was signed (access TTL + leeway): the previous key is
+        #: kept published at least that long after it stopped signing.
+        self.token_ttl = token_ttl
         self._clock = clock
         self._keys: list[SigningKey] = []
         self._private: dict[str, Any] = {}
@@ -83,8 +88,10 @@ class KeyRing:
         self._install(keys)
         self.signing_key()  # unseal now: a wrong key-encryption key fails the start, not the first login
         if self.current.alg != self.alg:
-            # SSO_SIGNING_ALG changed: sign with it from now on (the old key verifies its tokens as previous).
-            await self.rotate("system:alg-change")
+            # SSO_SIGNING_ALG changed: sign with it from now on (the old key verifies its tokens as previous);
+            # if the previous key is still needed, the scheduled check does it as soon as it is not.
+            with contextlib.suppress(Conflict):
+                await self.rotate("system:alg-change")
 
     def _new(self, state: str, now: datetime) -> SigningKey:
         private, jwk = generate(self.alg)
@@ -139,10 +146,10 @@ class KeyRing:
                  "activated_at": k.activated_at, "retired_at": k.retired_at} for k in self._keys]
 
     def due(self) -> bool:
-        """Whether the current key is older than the rotation interval."""
+        """Whether the current key is older than the rotation interval (or of another algorithm than set)."""
         k = self.current
         started = k.activated_at or k.created_at
-        return (self._clock() - started).total_seconds() >= self.rotation_interval
+        return k.alg != self.alg or (self._clock() - started).total_seconds() >= self.rotation_interval
 
     async def rotate(self, actor: str = "system", *, emergency: bool = False) -> SigningKey:
         """Move every key one step (see the module doc); returns the new current key.
@@ -154,6 +161,10 @@ class KeyRing:
         """
         for _ in range(5):
             await self.reload()  # another instance may have rotated already
+            if not emergency and (wait := self.previous_needed_for()) > 0:
+                raise Conflict(f"the previous key still verifies tokens for {wait:.0f} s: rotating now would drop "
+                               "it while they are valid; rotate after that, or make it an emergency rotation",
+                               reason="rotation_too_soon", details={"retry_after": int(wait) + 1})
             read = {k.kid: k.state for k in self._keys if k.state in PUBLISHED}
             promoted, changed, audit = self._rotation(actor, emergency)
             if await self._store.save_all(changed, audit, expected=read):
@@ -187,10 +198,17 @@ class KeyRing:
             "previous": None if emergency else old.kid, "retired": [k.kid for k in changed if k.state == "retired"],
             "next": fresh.kid, "emergency": emergency})
 
+    def previous_needed_for(self) -> float:
+        """Seconds the previous key must stay published: tokens it signed last are valid that long."""
+        for k in self._keys:
+            if k.state == "previous" and k.retired_at is not None:
+                return max(0.0, self.token_ttl - (self._clock() - k.retired_at).total_seconds())
+        return 0.0
+
     async def rotate_if_due(self) -> bool:
         """Rotate when the schedule says so (also picks up another instance's rotation)."""
         await self.reload()
-        if self.due():
+        if self.due() and self.previous_needed_for() <= 0:
             await self.rotate("system:schedule")
             return True
         return False
