@@ -31,6 +31,7 @@ class Echo:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.revalidated = 0
 
     async def handle(self, req):
         self.calls += 1
@@ -47,6 +48,11 @@ class Echo:
                 return Response(200, [(b"content-type", b"application/json"), (b"content-encoding", b"gzip")],
                                 gzip.compress(b'{"ok": 1}'))
             return Response(200, [(b"content-type", b"application/json"), (b"etag", b'"p1"')], b'{"ok": 1}')
+        if "/revalidate/" in req.path:  # fresh for 1 s, never to be served stale; then failing
+            self.revalidated += 1
+            if self.revalidated > 1:
+                return Response(503, [], b"down")
+            return Response(200, [(b"cache-control", req.path.rsplit("/", 1)[1].replace("_", "=").encode())], b"v1")
         if req.path.endswith("/big"):
             return Response(200, [(b"content-type", b"application/octet-stream")], BIG)
         if req.path.endswith(("/204", "/304")):
@@ -494,3 +500,18 @@ async def test_a_cached_answer_is_never_served_to_the_same_user_with_other_grant
     finally:
         await g.stop(0.5)
         await up.stop(0.2)
+
+
+@pytest.mark.parametrize(("cc", "stale"), [("max-age_1", True), ("must-revalidate", False),
+                                           ("proxy-revalidate", False)])
+async def test_an_answer_that_must_be_revalidated_is_never_served_stale(gw, cc, stale):
+    # RFC 9111 §5.2.2.2: "must-revalidate" forbids serving the answer stale, even when the
+    # upstream fails; the gateway served it (marked STALE) for stale_if_error (300 s).
+    path = f"/c/revalidate/max-age_1{'' if cc.startswith('max-age') else ',' + cc}"
+    assert (await get(gw.port, path))[2] == b"v1"
+    await asyncio.sleep(1.1)
+    status, headers, body = await get(gw.port, path)
+    if stale:
+        assert status == 200 and headers["x-cache"] == "STALE" and body == b"v1"
+    else:
+        assert status == 503

@@ -13,7 +13,8 @@ Policy (a shared cache, RFC 9111 in spirit):
   headers (the route's plus the upstream's) and, on authenticated routes, the caller as the
   upstream sees it (subject, kind, tenant, roles, permissions);
 - an expired entry is kept ``stale_if_error`` seconds more, to answer (marked
-  STALE) when the upstream fails.
+  STALE) when the upstream fails, unless the upstream said ``must-revalidate``,
+  ``proxy-revalidate`` or ``s-maxage`` (then never stale).
 """
 
 from __future__ import annotations
@@ -69,6 +70,17 @@ def request_bypass(headers: list[tuple[bytes, bytes]]) -> tuple[bool, bool]:
         elif k == b"pragma" and b"no-cache" in v.lower():
             return False, True
     return True, True
+
+
+def may_serve_stale(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether an answer may be served stale when the upstream fails: not when it says
+    ``must-revalidate``, ``proxy-revalidate`` or ``s-maxage`` (RFC 9111 §5.2.2.2, §5.2.2.8, §5.2.2.10)."""
+    for k, v in headers:
+        if k == b"cache-control":
+            cc = cache_control(v)
+            if "must-revalidate" in cc or "proxy-revalidate" in cc or "s-maxage" in cc:
+                return False
+    return True
 
 
 def response_ttl(status: int, headers: list[tuple[bytes, bytes]], route_ttl: float,

@@ -22,7 +22,7 @@ from meshkit.basis.context import parse_traceparent
 from meshkit.basis.errors import BadRequest, MeshkitError, MethodNotAllowed, NotFound, PayloadTooLarge
 from meshkit.gateway.accesslog import AccessLog
 from meshkit.gateway.aggregate import aggregate
-from meshkit.gateway.cache import ResponseCache, request_bypass, response_ttl
+from meshkit.gateway.cache import ResponseCache, may_serve_stale, request_bypass, response_ttl
 from meshkit.gateway.fastpath import (
     SPECIAL,
     FastPath,
@@ -331,7 +331,7 @@ class Proxy(FastPath):
                 if verdict is not None:
                     ttl, vary = verdict
                     self.cache.store(primary, route.vary, req.headers, r.status, headers, r.body, ttl,
-                                     cache.stale_if_error, vary)
+                                     cache.stale_if_error if may_serve_stale(headers) else 0.0, vary)
             headers.append((b"x-cache", b"MISS"))
         return Response(r.status, headers, r.body), upstream, state
 
