@@ -515,3 +515,17 @@ async def test_an_answer_that_must_be_revalidated_is_never_served_stale(gw, cc, 
         assert status == 200 and headers["x-cache"] == "STALE" and body == b"v1"
     else:
         assert status == 503
+
+
+@pytest.mark.parametrize("path", ["/e/slow", "/c/slow", "/agg/1"])
+async def test_a_client_that_half_closes_after_its_request_still_gets_the_answer(gw, path):
+    # `nc -N`, or a shutdown(SHUT_WR) after the request: the gateway closed at the end of input,
+    # dropping every answer still on its way.
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: gw\r\n\r\n".encode())
+        writer.write_eof()
+        status, headers, _ = answer(await asyncio.wait_for(reader.read(-1), 5))
+        assert status == 200 and headers["connection"] == "close"
+    finally:
+        writer.close()

@@ -91,6 +91,7 @@ class HttpProtocol(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_bytes = 0
         self._starting = False  # _start_next is running (see there)
+        self.ended = False  # the client half-closed: nothing more will come
 
     # --- connection -------------------------------------------------------
     def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -98,6 +99,12 @@ class HttpProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client = peer[0] if peer else ""
         self.server.connections.add(self)
+
+    def eof_received(self) -> bool:
+        # The client is done sending (a half-close, as `nc -N` or a shutdown(SHUT_WR) does): still
+        # answer what it asked, then close. Returning False closed at once, dropping those answers.
+        self.ended = True
+        return self.task is not None or bool(self.pending)
 
     def connection_lost(self, exc) -> None:
         self.server.connections.discard(self)
@@ -158,7 +165,7 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.paused_reading and self.transport is not None and not self.closing:
+        if self.paused_reading and self.transport is not None and not self.closing and not self.ended:
             self.paused_reading = False
             self.transport.resume_reading()
 
@@ -284,7 +291,7 @@ class HttpProtocol(asyncio.Protocol):
             self.task = None
             self.closing = True
             return
-        keep = req.keep_alive and not resp.close and not self.server.stopping
+        keep = req.keep_alive and not resp.close and not self.server.stopping and not (self.ended and not self.pending)
         if resp.stream is not None:
             self.task = self.loop.create_task(self._run_rest(req, resp, keep))
             return
@@ -355,6 +362,7 @@ class HttpProtocol(asyncio.Protocol):
                         self.server.on_error(exc)
                         resp = error_response(exc)
                 keep = req.keep_alive and not resp.close and not self.closing and not self.server.stopping \
+                    and not (self.ended and not self.pending) \
                     if not isinstance(req, _Failed) else False
                 await self._send(resp, keep, req.method == "HEAD" if not isinstance(req, _Failed) else False,
                                  req.version == "1.0" if not isinstance(req, _Failed) else False)
