@@ -561,3 +561,20 @@ async def test_an_administrator_whose_role_is_taken_loses_the_admin_api_at_once(
     assert denied.status_code == 403 and denied.json()["error"]["reason"] == "missing_permission"
     assert (await c.put(f"/v1/admin/subjects/{rogue['id']}/roles/admin", headers=token)).status_code == 403
     assert (await c.get(f"/v1/admin/users/{rogue['id']}", headers=a)).json()["roles"] == []
+
+
+async def test_the_admin_api_takes_no_identity_from_headers(sso):
+    """Behind the gateway (which strips them) the x-meshkit-* headers are trusted; at the SSO itself anyone who
+    could reach it wrote x-meshkit-permissions: sso:admin and administered every identity."""
+    _, c = sso
+    a = await admin(c)
+    boss = (await c.get("/v1/userinfo", headers=a)).json()["sub"]  # in every token the administrator shows
+    _, user = await signup_login(c)
+    me = (await c.get("/v1/userinfo", headers=bearer(user))).json()["sub"]
+    for kind, subject in (("user", boss), ("apikey", "partner-acme")):
+        forged = {"x-meshkit-subject": subject, "x-meshkit-permissions": "sso:admin", "x-meshkit-client": kind}
+        for method, path in (("GET", "/v1/admin/users"), ("PUT", f"/v1/admin/subjects/{me}/roles/admin")):
+            r = await c.request(method, path, headers=forged)
+            assert r.status_code == 401 and r.json()["error"]["reason"] == "credential_required", (path, r.text)
+    assert (await c.get(f"/v1/admin/users/{me}", headers=a)).json()["roles"] == []
+    assert (await c.get("/v1/admin/users", headers={**forged, **a})).status_code == 200  # a token of ours: as before

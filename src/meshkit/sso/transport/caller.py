@@ -67,8 +67,17 @@ def require_caller(request: Request, tokens: Tokens) -> Caller:
 
 
 def require_admin(request: Request, tokens: Tokens) -> Caller:
-    """The caller, who must hold ``sso:admin`` (401 anonymous, 403 otherwise)."""
+    """The caller, who must hold ``sso:admin`` in a bearer token of ours (401 without one, 403 otherwise).
+
+    Not an identity in headers: whoever reaches the SSO directly (any process on the
+    network, past the gateway that strips them) could write ``x-meshkit-permissions:
+    sso:admin`` and administer every identity. The SSO holds the keys: it checks the token.
+    """
     found = require_caller(request, tokens)
+    if found.claims is None:
+        raise Unauthorized("the admin API needs 'Authorization: Bearer <access token>' (an identity in headers "
+                           "is not enough here)", reason="credential_required",
+                           headers={"WWW-Authenticate": 'Bearer realm="meshkit"'})
     if not any(permission_matches(p, ADMIN_PERMISSION) for p in found.identity.permissions):
         raise Forbidden(f"this needs the permission {ADMIN_PERMISSION!r}", reason="missing_permission",
                         details={"missing_permissions": [ADMIN_PERMISSION]})
