@@ -529,3 +529,17 @@ async def test_a_client_that_half_closes_after_its_request_still_gets_the_answer
         assert status == 200 and headers["connection"] == "close"
     finally:
         writer.close()
+
+
+async def test_trailer_fields_never_join_the_request_head(gw):
+    # Fields after a chunked body were appended to the headers: a credential, a Host that chose
+    # the route, an X-Forwarded-For that named the client, all unseen by whatever in front
+    # checked the head.
+    out = await exchange(gw.port, b"POST /h/x HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\n"
+                                  b"Connection: close\r\n\r\n3\r\nabc\r\n0\r\nHost: admin.example.com\r\n"
+                                  b"Authorization: Bearer smuggled\r\nX-Trailer: 1\r\n\r\n")
+    status, _, body = answer(out)
+    seen = orjson.loads(body)
+    names = {k for k, _ in seen["headers"]}
+    assert status == 200 and seen["target"] == "/public/h/x" and seen["body"] == 3
+    assert "authorization" not in names and "x-trailer" not in names

@@ -92,6 +92,7 @@ class HttpProtocol(asyncio.Protocol):
         self._body_bytes = 0
         self._starting = False  # _start_next is running (see there)
         self.ended = False  # the client half-closed: nothing more will come
+        self._head_count = 0  # header fields in the head (those after it are trailers)
 
     # --- connection -------------------------------------------------------
     def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -195,6 +196,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._head_count = len(self._headers)
         body = expect = False
         for k, v in self._headers:
             if k not in _FRAMING:  # one set probe per header: the common case
@@ -233,6 +235,10 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         p = self.parser
         url = self._url
+        if len(self._headers) != self._head_count:
+            # Trailer fields of a chunked body: never merged into the head (RFC 9110 §6.5.1), where
+            # they would route, authenticate or name the client unseen by whatever checked the head.
+            del self._headers[self._head_count:]
         if url[:1] != b"/":
             # absolute-form ("http://host/path?q") or "*". The target's host is the request's host
             # (RFC 9112 §3.2.2): it replaces any Host header, else a proxy in front routing by the
