@@ -578,3 +578,13 @@ async def test_the_admin_api_takes_no_identity_from_headers(sso):
             assert r.status_code == 401 and r.json()["error"]["reason"] == "credential_required", (path, r.text)
     assert (await c.get(f"/v1/admin/users/{me}", headers=a)).json()["roles"] == []
     assert (await c.get("/v1/admin/users", headers={**forged, **a})).status_code == 200  # a token of ours: as before
+
+
+async def test_logout_revokes_no_token_named_only_in_headers(sso):
+    """A forged x-meshkit-token-id (every service behind the gateway sees its callers' ones) revoked that token."""
+    _, c = sso
+    _, victim = await signup_login(c)
+    forged = {"x-meshkit-subject": "usr_someone", "x-meshkit-token-id": jti_of(victim["access_token"])}
+    r = await c.post("/v1/logout", headers=forged)
+    assert r.status_code == 401 and r.json()["error"]["reason"] == "credential_required"
+    assert (await c.get("/v1/userinfo", headers=bearer(victim))).status_code == 200
