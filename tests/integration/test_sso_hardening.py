@@ -117,3 +117,25 @@ async def test_the_bootstrap_administrator_is_not_whoever_signed_up_with_the_add
             r = await c.post("/v1/login", json={"email": boss, "password": "the-operators-choice-7"})
             assert (await c.get("/v1/admin/users", headers={"authorization": f"Bearer {r.json()['access_token']}"})
                     ).status_code == 200
+
+
+async def test_a_database_where_instances_raced_before_still_migrates(database, nats_server, tmp_path):
+    """Migration 0002 (one current key) must not fail on the duplicates the old race left behind."""
+    from sqlalchemy import text
+
+    from meshkit.basis.storage import create_engine
+
+    settings = settings_for(database, nats_server, tmp_path)
+    async with running(build(settings)) as svc:
+        ring = svc.state["keys"]
+        old = ring.current.kid
+    engine = create_engine(settings.database)
+    async with engine.begin() as conn:  # back to a database at 0001 ...
+        await conn.execute(text("DROP INDEX uq_sso_signing_keys_current"))
+        await conn.execute(text("DROP TABLE sso_machine_tokens"))
+        await conn.execute(text("UPDATE alembic_version_sso SET version_num = '0001'"))
+        await conn.execute(text("UPDATE sso_signing_keys SET state = 'current'"))  # ... where two keys are current
+    await engine.dispose()
+    async with running(build(settings)) as svc:  # migrates again, then starts
+        states = sorted(k["state"] for k in svc.state["keys"].states())
+        assert states == ["current", "previous"] and old in {k["kid"] for k in svc.state["keys"].jwks()["keys"]}

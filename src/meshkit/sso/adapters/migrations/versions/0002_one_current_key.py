@@ -19,6 +19,18 @@ _CURRENT = sa.text("state = 'current'")
 
 
 def upgrade() -> None:
+    # A database where instances already raced holds several current keys: the latest activated stays
+    # current, the next one becomes previous (still published: its tokens verify) unless there is one.
+    bind = op.get_bind()
+    keys = sa.table("sso_signing_keys", sa.column("kid"), sa.column("state"), sa.column("activated_at"),
+                    sa.column("created_at"))
+    current = [r[0] for r in bind.execute(sa.select(keys.c.kid).where(keys.c.state == "current")
+                                          .order_by(keys.c.activated_at.desc(), keys.c.created_at.desc()))]
+    has_previous = bind.execute(sa.select(keys.c.kid).where(keys.c.state == "previous")).first() is not None
+    for kid in current[1:]:
+        state = "retired" if has_previous else "previous"
+        bind.execute(sa.update(keys).where(keys.c.kid == kid).values(state=state))
+        has_previous = True
     op.create_index("uq_sso_signing_keys_current", "sso_signing_keys", ["state"], unique=True,
                     postgresql_where=_CURRENT, sqlite_where=_CURRENT)
 
