@@ -40,6 +40,7 @@ from meshkit.gateway.wire import send_streamed, write_buffered
 if TYPE_CHECKING:
     from meshkit.gateway.server import Server
 
+
 class _Busy:
     """Stands in for the answering task while a ``fast`` hook owns the request."""
 
@@ -105,7 +106,8 @@ class HttpProtocol(asyncio.Protocol):
         # The client is done sending (a half-close, as `nc -N` or a shutdown(SHUT_WR) does): still
         # answer what it asked, then close. Returning False closed at once, dropping those answers.
         self.ended = True
-        return self.task is not None or bool(self.pending)
+        # (asyncio's TLS transport closes whatever this says, and warns when it says True)
+        return self.server.scheme == "http" and (self.task is not None or bool(self.pending))
 
     def connection_lost(self, exc) -> None:
         self.server.connections.discard(self)
