@@ -34,7 +34,6 @@ from meshkit.gateway.split import choose_subset
 log = logging.getLogger("meshkit.gateway")
 
 
-
 def _spellings(name: str) -> set[bytes]:
     """``name`` with each ``-`` also as ``_``: CGI, WSGI, PHP and Django read ``x_meshkit_subject``
     as ``x-meshkit-subject``, so a client could pass an identity under the other spelling."""
