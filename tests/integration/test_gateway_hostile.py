@@ -120,6 +120,10 @@ async def gw(tmp_path):
       parts:
         one: {{url: "http://127.0.0.1:{up.port}", path: "/one/{{id}}/part"}}
         two: {{url: "http://127.0.0.1:{up.port}", path: "/two/{{id}}/part"}}
+  - name: shop-cors
+    match: {{prefix: /cors/}}
+    upstream: {{url: "http://127.0.0.1:{up.port}"}}
+    cors: {{allow_origins: ["https://shop.example"]}}
   - name: echo-stream
     match: {{prefix: /se/}}
     upstream: {{url: "http://127.0.0.1:{up.port}"}}
@@ -543,3 +547,12 @@ async def test_trailer_fields_never_join_the_request_head(gw):
     names = {k for k, _ in seen["headers"]}
     assert status == 200 and seen["target"] == "/public/h/x" and seen["body"] == 3
     assert "authorization" not in names and "x-trailer" not in names
+
+
+@pytest.mark.parametrize("origin", [None, "https://evil.example", "https://shop.example"])
+async def test_answers_of_a_cors_route_always_vary_by_origin(gw, origin):
+    # Fetch standard, "CORS protocol and HTTP caches": the answer without CORS headers (no Origin,
+    # or one not allowed) said nothing of Origin, so a CDN in front served it to the shop too.
+    _, headers, _ = await get(gw.port, "/cors/x", *([f"Origin: {origin}"] if origin else []))
+    assert headers["vary"] == "origin"
+    assert headers.get("access-control-allow-origin") == (origin if origin == "https://shop.example" else None)

@@ -200,12 +200,16 @@ class Proxy(FastPath):
             raise NotFound(f"no route for {req.method} {path}; see the gateway's routes (admin API /admin/routes)",
                            reason="no_route")
         route = entry.target
-        if route.cors is not None and origin is not None:
-            allowed = route.cors_headers(origin)
+        if route.cors is not None:
+            allowed = route.cors_headers(origin) if origin is not None else None
             if allowed is not None:
                 if req.method == "OPTIONS" and preflight is not None:
                     return route, params, Response(204, [*answer_headers, *allowed, *route.cors_preflight])
                 answer_headers += allowed
+            elif route.cors_varies:
+                # The answer depends on Origin even when it allows none: a shared cache in front
+                # (a CDN) must not serve this one (without CORS headers) to an allowed origin.
+                answer_headers.append((b"vary", b"origin"))
         if route.max_body is not None and len(req.body) > route.max_body:
             raise PayloadTooLarge(f"request body exceeds this route's limit of {route.max_body} bytes")
         return route, params, None

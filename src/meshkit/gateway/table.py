@@ -94,6 +94,8 @@ class RouteRuntime:
         if cfg.cors is not None:
             co = cfg.cors
             self.cors_any = "*" in co.allow_origins
+            #: Whether the CORS headers depend on the Origin (not a plain "*" for everyone).
+            self.cors_varies = not self.cors_any or co.allow_credentials
             self.cors_origins = frozenset(o.encode() for o in co.allow_origins)
             common = []
             if co.allow_credentials:
