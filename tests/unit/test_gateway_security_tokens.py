@@ -297,3 +297,26 @@ async def test_cached_lookup_is_the_hot_path_and_never_verifies(ed):
     assert await auth2.authenticate(header.decode(), None)
     now[0] = claims["exp"]  # expired: the cache forgets it, verification decides
     assert auth2.cached(header) is None
+
+
+async def test_tokens_signed_by_a_withdrawn_key_stop_working_even_when_cached(ed):
+    # A signing key found compromised is taken out of the JWKS. Tokens it signed that the gateway
+    # had cached stayed valid until their own exp, chosen by whoever holds the key (here: years).
+    successor = TokenIssuer("EdDSA", kid="ed-next")
+    served = {"doc": ed.jwks(successor)}
+
+    async def fetch(url: str, timeout: float) -> bytes:
+        return orjson.dumps(served["doc"])
+
+    auth = Authenticator(jwks_url="http://sso.test/jwks.json", issuer=ISS, audience=AUD, jwks_fetch=fetch)
+    await auth.start()
+    forged, fine = ed.token("mallory", ttl=10 ** 8), successor.token("alice")
+    for token in (forged, fine):
+        assert await auth.authenticate(f"Bearer {token}", None) is not None
+        assert auth.cached(f"Bearer {token}".encode()) is not None
+    served["doc"] = successor.jwks()  # the compromised key is withdrawn
+    await auth.jwks.refresh()
+    assert auth.cached(f"Bearer {forged}".encode()) is None
+    with pytest.raises(Unauthorized):
+        await auth.authenticate(f"Bearer {forged}", None)
+    assert (await auth.authenticate(f"Bearer {fine}", None)).subject == "alice"  # checked again, still good

@@ -67,6 +67,8 @@ class Authenticator:
         self.verifier = TokenVerifier(issuer=issuer or "", audience=audience or (), leeway=leeway)
         self.api_keys: ApiKeySource | None = FileApiKeys(api_keys_file) if api_keys_file else api_keys
         self.cache = TokenCache(cache_size)
+        #: The signing keys the cached tokens were checked against (see _keys_changed).
+        self._keys = self.jwks.keys
         self.revoked = RevocationList(clock=clock)
         self._clock = clock
         self._nats: Any = None
@@ -87,6 +89,8 @@ class Authenticator:
         """
         if authorization[:7] != b"Bearer ":
             return None
+        if self.jwks.keys is not self._keys:
+            self._keys_changed()
         token = authorization[7:].decode("latin-1")
         identity = self.cache.get(token, self._clock())
         if identity is None:
@@ -108,6 +112,8 @@ class Authenticator:
                     raise invalid_token("unsupported authorization scheme; use 'Bearer <token>'")
                 token = token.strip()
             now = self._clock()
+            if self.jwks.keys is not self._keys:
+                self._keys_changed()
             identity = self.cache.get(token, now)
             if identity is not None:
                 if identity.token_id is not None and identity.token_id in self.revoked:
@@ -120,6 +126,15 @@ class Authenticator:
         if api_key:
             return await self._api_key(api_key)
         return None
+
+    def _keys_changed(self) -> None:
+        """The JWKS was refetched: when a key was withdrawn (rotated out, or compromised), forget
+        every cached token, so that those it signed are checked again (and refused). Cached, they
+        stayed valid until their own ``exp``, which whoever holds a stolen key chooses."""
+        keys = self.jwks.keys
+        if self._keys.keys() - keys.keys():
+            self.cache.clear()
+        self._keys = keys
 
     async def _verify(self, token: str, now: float) -> Identity:
         if not self.tokens_enabled:
