@@ -29,6 +29,7 @@ from meshkit.gateway.app import Gateway
 from meshkit.gateway.messages import Response
 from meshkit.gateway.security import hash_key
 from meshkit.gateway.security.testing import TokenIssuer, b64url
+from meshkit.gateway.security.throttle import FailureThrottle
 from meshkit.gateway.server import serve
 from meshkit.gateway.settings import GatewaySettings
 
@@ -133,7 +134,8 @@ async def stack(nats_server, tmp_path_factory):
     settings = GatewaySettings(
         host="127.0.0.1", port=0, admin_port=0, routes_file=routes, registry_url=url, access_log=False,
         reload_interval=0, jwks_url=f"http://127.0.0.1:{jwks_server.port}/.well-known/jwks.json",
-        issuer=ISS, audience=AUD, leeway=5, api_keys_file=str(keys))
+        issuer=ISS, audience=AUD, leeway=5, api_keys_file=str(keys),
+        auth_failure_burst=1_000_000)  # every attack here comes from one address; the budget has its own test
     gw = await Gateway(settings, register=False).start()
     await gw.view.wait_for("api", 1)
     s = Stack()
@@ -353,3 +355,30 @@ async def test_dot_segments_cannot_walk_from_an_open_route_into_a_guarded_one(st
         r = await stack.call(path)
         assert r.status == 400 and r.json()["error"]["reason"] == "bad_path", (path, r.status, r.body)
     assert stack.upstream.calls == before
+
+
+async def test_an_address_spending_its_failed_authentications_gets_429_not_signature_checks(stack):
+    # Before: authentication runs before the (per-user) rate limit, so every made-up token from one
+    # address cost a signature check, without bound: a cheap way to keep the gateway's core busy.
+    good = stack.ed.token("alice", roles=["user"], permissions=["orders:read"])
+    assert (await stack.call("/req/orders", {"Authorization": f"Bearer {good}"})).status == 200  # cached now
+    saved = stack.gw.authenticator.throttle
+    stack.gw.authenticator.throttle = FailureThrottle(rate=0.5, burst=3)
+    calls = stack.upstream.calls
+    try:
+        forged = [stack.ed.token("mallory", exp=int(time.time()) - 3600) for _ in range(5)]
+        statuses = [(await stack.call("/req/orders", {"Authorization": f"Bearer {t}"})).status for t in forged[:3]]
+        assert statuses == [401, 401, 401]
+        refused = await stack.call("/req/orders", {"Authorization": f"Bearer {forged[3]}"})
+        assert refused.status == 429 and refused.header("retry-after") == "2"
+        assert orjson.loads(refused.body)["error"]["reason"] == "auth_failures"
+        bad_key = await stack.call("/req/orders", {"X-API-Key": "mk-made-up"})  # API keys spend the same budget
+        assert bad_key.status == 429
+        assert stack.upstream.calls == calls
+        # A token already verified is still served; a new one waits like any credential to check.
+        assert (await stack.call("/req/orders", {"Authorization": f"Bearer {good}"})).status == 200
+        fresh = stack.ed.token("bob", roles=["user"])
+        assert (await stack.call("/req/orders", {"Authorization": f"Bearer {fresh}"})).status == 429
+        assert stack.gw.authenticator.throttle.refused == 3
+    finally:
+        stack.gw.authenticator.throttle = saved

@@ -132,7 +132,8 @@ class Gateway:
                 self._owned.append(api_keys)  # closes its ServiceClient on stop
             self.authenticator = Authenticator(jwks_url=s.jwks_url, issuer=s.issuer, audience=s.audience,
                                                leeway=s.leeway, api_keys_file=s.api_keys_file or None,
-                                               api_keys=api_keys)
+                                               api_keys=api_keys, failure_rate=s.auth_failure_rate,
+                                               failure_burst=s.auth_failure_burst)
             await self.authenticator.start()
             self._owned.append(self.authenticator)
             if s.jwks_url:

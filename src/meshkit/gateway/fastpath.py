@@ -146,7 +146,7 @@ class FastPath:
                     raise auth_not_configured()
                 identity = auth.cached(authz) if authz else None
                 if identity is None and authz:  # a token not seen yet: verify it (no wait unless a new key id)
-                    coro = auth.authenticate(authz.decode("latin-1"), None)
+                    coro = auth.authenticate(authz.decode("latin-1"), None, client)
                     try:
                         waiting = coro.send(None)
                     except StopIteration as done:

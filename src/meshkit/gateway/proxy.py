@@ -149,7 +149,7 @@ class Proxy(FastPath):
                 if auth is None:  # a route that requires auth on a gateway with no credential source
                     raise auth_not_configured()
                 identity = await auth.authenticate(authz.decode("latin-1") if authz else None,
-                                                   apikey.decode("latin-1") if apikey else None)
+                                                   apikey.decode("latin-1") if apikey else None, client)
                 if identity is None and route.auth_required:
                     from meshkit.gateway.security.challenge import credential_required
 

@@ -48,6 +48,11 @@ class GatewaySettings(ServiceSettings):
     api_keys_cache_ttl: float = 10.0
     #: Seconds a key lookup at that service may take before the request answers 503.
     api_keys_timeout: float = 2.0
+    #: Failed authentications a client address may cause: ``auth_failure_rate`` a second, at most
+    #: ``auth_failure_burst`` at once; past that, 429 for any credential the gateway would have to
+    #: check (each costs a signature check or an API-key lookup), until the budget refills.
+    auth_failure_rate: float = 10.0
+    auth_failure_burst: int = 100
     #: ``memory://`` (per gateway) or ``redis://host:6379/0`` (shared by every gateway instance).
     rate_limit_url: str = "memory://"
 

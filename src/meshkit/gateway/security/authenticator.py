@@ -24,13 +24,14 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from meshkit.basis.context import Identity
-from meshkit.basis.errors import ConfigError, Unavailable
+from meshkit.basis.errors import ConfigError, Unauthorized, Unavailable
 from meshkit.gateway.security.apikeys import ApiKeySource, FileApiKeys
 from meshkit.gateway.security.cache import TokenCache
 from meshkit.gateway.security.challenge import credential_required, invalid_token, missing_grants
 from meshkit.gateway.security.claims import header_problem, identity_from_claims
 from meshkit.gateway.security.jwks import Fetch, JwksSource
 from meshkit.gateway.security.revocation import RevocationList, follow
+from meshkit.gateway.security.throttle import FailureThrottle
 from meshkit.gateway.security.tokens import TokenError, TokenVerifier, UnknownKid
 
 log = logging.getLogger("meshkit.gateway.security")
@@ -54,6 +55,8 @@ class Authenticator:
         jwks_max_age: float = 300.0,
         jwks_timeout: float = 5.0,
         jwks_fetch: Fetch | None = None,
+        failure_rate: float = 10.0,
+        failure_burst: int = 100,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.tokens_enabled = jwks_url is not None or jwks is not None
@@ -67,6 +70,8 @@ class Authenticator:
         self.verifier = TokenVerifier(issuer=issuer or "", audience=audience or (), leeway=leeway)
         self.api_keys: ApiKeySource | None = FileApiKeys(api_keys_file) if api_keys_file else api_keys
         self.cache = TokenCache(cache_size)
+        #: Failed authentications per client address (see :mod:`~meshkit.gateway.security.throttle`).
+        self.throttle = FailureThrottle(failure_rate, failure_burst)
         #: The signing keys the cached tokens were checked against (see _keys_changed).
         self._keys = self.jwks.keys
         self.revoked = RevocationList(clock=clock)
@@ -101,8 +106,13 @@ class Authenticator:
         self.hits += 1
         return identity
 
-    async def authenticate(self, authorization: str | None, api_key: str | None) -> Identity | None:
-        """The caller's identity, ``None`` without credential, ``Unauthorized`` for a bad one."""
+    async def authenticate(self, authorization: str | None, api_key: str | None,
+                           client: str | None = None) -> Identity | None:
+        """The caller's identity, ``None`` without credential, ``Unauthorized`` for a bad one.
+
+        With ``client`` (its address), a credential that must be checked is refused with 429
+        once that address spent its budget of failed authentications (see :attr:`throttle`).
+        """
         if authorization:
             if authorization.startswith("Bearer "):
                 token = authorization[7:].strip()
@@ -122,9 +132,23 @@ class Authenticator:
                 self.hits += 1
                 return identity
             self.misses += 1
-            return await self._verify(token, now)
+            if client is None:
+                return await self._verify(token, now)
+            self.throttle.check(client)
+            try:
+                return await self._verify(token, now)
+            except Unauthorized:
+                self.throttle.failed(client)
+                raise
         if api_key:
-            return await self._api_key(api_key)
+            if client is None:
+                return await self._api_key(api_key)
+            self.throttle.check(client)
+            try:
+                return await self._api_key(api_key)
+            except Unauthorized:
+                self.throttle.failed(client)
+                raise
         return None
 
     def _keys_changed(self) -> None:
