@@ -196,6 +196,31 @@ async def test_canary_split_within_five_percent_and_blue_green_switch(env):
     assert versions == {"2.0"}
 
 
+async def test_a_blue_green_switch_is_not_answered_from_the_old_side_s_cache(env):
+    # Before: the response cache was keyed by route name, so after the switch the answers
+    # cached from the old version were served until their TTL ran out.
+    await env.upstream("bg", "blue", "1.0")
+    await env.upstream("bg", "green", "2.0")
+    gw = await env.gateway(routes("""
+  - name: bg
+    match: {prefix: /}
+    upstream: {service: bg, version: "1.0"}
+    cache: {ttl: 60s}
+"""))
+    await gw.view.wait_for("bg", 2)
+    assert (await env.get(gw, "/x")).json()["version"] == "1.0"
+    cached = await env.get(gw, "/x")
+    assert cached.json()["version"] == "1.0" and cached.header("x-cache") == "HIT"
+    gw.routes_path.write_text(routes("""
+  - name: bg
+    match: {prefix: /}
+    upstream: {service: bg, version: "2.0"}
+    cache: {ttl: 60s}
+"""))
+    gw.reload()
+    assert (await env.get(gw, "/x")).json()["version"] == "2.0"
+
+
 async def test_sticky_canary_keeps_a_client_on_one_side(env):
     await env.upstream("sticky", "a", "1.0")
     await env.upstream("sticky", "b", "2.0")

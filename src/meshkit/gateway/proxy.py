@@ -265,7 +265,9 @@ class Proxy(FastPath):
                 if (route.auth and identity is not None) else None
             # The Host goes upstream (x-forwarded-host), where it may end up in the answer
             # (absolute links, redirects): an answer made for one Host must not serve another.
-            primary = (route.name, target, who, host)
+            # And the upstream the route sends to (service, version, canary, rewrite): after a
+            # reload that switches it (blue-green), the old side's answers are never served.
+            primary = (route.name, target, who, host, route.upstream_tag)
             if lookup:
                 e = self.cache.lookup(primary, route.vary, req.headers)
                 if e is not None:

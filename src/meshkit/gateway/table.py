@@ -61,6 +61,8 @@ class RouteRuntime:
                 pool = pools.service(part.service) if part.service else pools.static(part.url)  # type: ignore[arg-type]
                 self.parts.append(PartRuntime(name, pool, part.path, part.timeout))
         rw = cfg.rewrite
+        #: What the route sends to, as configured: part of its response cache keys.
+        self.upstream_tag = repr((up, rw))
         self.rewrite_prefix = rw.prefix if rw else None
         self.rewrite_path = rw.path if rw else None
         self.plain_path = rw is None and not (self.pool is not None and self.pool.static and self.url_base)
