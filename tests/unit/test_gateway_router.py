@@ -99,3 +99,15 @@ def test_rewrite_prefix_keeps_one_slash():
     assert rewrite_prefix("/api/catalog/products", "/api/catalog/", "/v2") == "/v2/products"
     assert rewrite_prefix("/api/catalog/products", "/api/catalog", "/") == "/products"
     assert rewrite_prefix("/old/x", "/old/", "/new/") == "/new/x"
+
+
+@pytest.mark.parametrize("method", ["TRACE", "TRACK"])
+def test_a_route_without_methods_takes_any_but_trace_which_one_must_list(method):
+    # Before: "any method" included TRACE, which echoes the request (cookies, credentials) back.
+    r = table({"name": "any", "prefix": "/api/"}, {"name": "exact", "path": "/ping"},
+              {"name": "diag", "prefix": "/diag/", "methods": [method]})
+    for path in ("/api/x", "/ping"):
+        entry, allowed = r.match(method, "", path)
+        assert entry is None and "GET" in allowed and method not in allowed
+        assert hit(r, path, "DELETE") is not None
+    assert hit(r, "/diag/x", method) == "diag"

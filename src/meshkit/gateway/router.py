@@ -24,6 +24,12 @@ from typing import Any
 
 _SEGMENT = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(\.\.\.)?\}$")
 EMPTY: dict[str, str] = {}
+#: Methods a route without ``methods`` does not take: TRACE (and IIS's TRACK) echo the request,
+#: its cookies and credentials included, back to whoever sent it (cross-site tracing). Only an
+#: entry compiled with them listed takes them (the routes file accepts neither).
+LOOPBACK = frozenset({"TRACE", "TRACK"})
+#: What such a route answers in ``Allow`` when asked one of those.
+ANY_METHOD = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class PatternError(ValueError):
@@ -155,18 +161,28 @@ class Router:
         if lst is not None:
             for e in lst:
                 if e.host is None or e.host_ok(host):
-                    if e.methods is None or method in e.methods:
+                    if e.methods is None:
+                        if method not in LOOPBACK:
+                            return e, EMPTY
+                        allowed = (allowed or set()) | ANY_METHOD
+                    elif method in e.methods:
                         return e, EMPTY
-                    allowed = (allowed or set()) | e.methods
+                    else:
+                        allowed = (allowed or set()) | e.methods
         end = path.find("/", 1)
         first = path[1:end] if end > 0 else path[1:]
         for e in self.buckets.get(first, self.generic):
             params = e.match_path(path)
             if params is None or (e.host is not None and not e.host_ok(host)):
                 continue
-            if e.methods is None or method in e.methods:
+            if e.methods is None:
+                if method not in LOOPBACK:
+                    return e, params
+                allowed = (allowed or set()) | ANY_METHOD
+            elif method in e.methods:
                 return e, params
-            allowed = (allowed or set()) | e.methods
+            else:
+                allowed = (allowed or set()) | e.methods
         return None, allowed
 
 
