@@ -224,6 +224,18 @@ async def test_behind_a_load_balancer_the_client_address_is_the_one_it_appended(
     assert (await get(gw.port, "/rl/a", "X-Forwarded-For: 198.51.100.2, 10.0.0.2"))[0] == 200
 
 
+async def test_behind_a_load_balancer_the_scheme_is_the_one_it_says(gw):
+    # TRUST_FORWARDED: X-Forwarded-Proto was dropped and replaced by the gateway's own scheme,
+    # so behind a TLS-terminating balancer every upstream saw http (and built http:// links).
+    def proto(body: bytes) -> list[str]:
+        return [v for k, v in orjson.loads(body)["headers"] if k == "x-forwarded-proto"]
+
+    assert proto((await get(gw.port, "/e/x", "X-Forwarded-Proto: https"))[2]) == ["https"]
+    assert proto((await get(gw.port, "/e/x", "X-Forwarded-Proto: http, https"))[2]) == ["https"]  # the last one
+    assert proto((await get(gw.port, "/e/x", "X-Forwarded-Proto: gopher"))[2]) == ["http"]  # nonsense: ignored
+    assert proto((await get(gw.port, "/e/x"))[2]) == ["http"]
+
+
 async def test_identity_headers_spelled_with_underscores_never_reach_the_upstream(gw):
     # CGI, WSGI, PHP and Django read x_meshkit_subject as x-meshkit-subject: an identity the
     # gateway strips must not pass under the other spelling.

@@ -114,6 +114,12 @@ class Proxy(FastPath):
             elif k == b"access-control-request-method":
                 preflight = v
                 fwd.append((k, v))
+            elif k == b"x-forwarded-proto" and self.trust_forwarded:
+                # The scheme the client used with our load balancer (its value, the last one),
+                # what the upstream builds its links with: https behind a TLS-terminating balancer.
+                proto = v.rsplit(b",", 1)[-1].strip().lower()
+                if proto == b"https" or proto == b"http":
+                    req.scheme = proto.decode()
             # everything else in _SPECIAL (hop-by-hop, client-sent identity) is dropped
         new_rid = rid is None or len(rid) > 128 or not rid.replace(b"-", b"").replace(b"_", b"").isalnum()
         parsed = parse_traceparent(tp.decode("latin-1")) if tp else None

@@ -62,7 +62,8 @@ class GatewaySettings(ServiceSettings):
     cache_max_bytes: int = 64 * 1024 * 1024
     upstream_max_connections: int = 512
     #: Take the client address from ``X-Forwarded-For``: its last address, the one the load
-    #: balancer in front added (only behind one trusted load balancer that appends to it).
+    #: balancer in front added (only behind one trusted load balancer that appends to it); and
+    #: the scheme passed on from its ``X-Forwarded-Proto`` (last value, ``http`` or ``https``).
     trust_forwarded: bool = False
     #: Serve ``/metrics`` on the public port too (the admin port always does).
     public_metrics: bool = True
