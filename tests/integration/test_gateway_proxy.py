@@ -221,6 +221,32 @@ async def test_a_blue_green_switch_is_not_answered_from_the_old_side_s_cache(env
     assert (await env.get(gw, "/x")).json()["version"] == "2.0"
 
 
+async def test_a_routes_file_caught_half_written_is_not_loaded(env):
+    # Before: a change was loaded at the first look. A file caught mid-write can be valid YAML
+    # without the routes still to come, and those answered 404 until the next look.
+    await env.upstream("hw", "h1")
+    both = routes("""
+  - name: first
+    match: {prefix: /a/}
+    upstream: {service: hw}
+""", """
+  - name: second
+    match: {prefix: /b/}
+    upstream: {service: hw}
+""")
+    gw = await env.gateway(both)
+    await gw.view.wait_for("hw", 1)
+    gw._watch.cancel()  # this test looks at the file itself, one poll at a time
+    before = gw.reloads
+    gw.routes_path.write_text(both.split("  - name: second")[0])  # mid-write: the second route not there yet
+    gw._poll_file()
+    gw.routes_path.write_text(both + "  # edited\n")
+    gw._poll_file()
+    assert gw.reloads == before and (await env.get(gw, "/b/x")).status == 200
+    gw._poll_file()  # unchanged for a whole interval: loaded now
+    assert gw.reloads == before + 1 and (await env.get(gw, "/b/x")).status == 200
+
+
 async def test_sticky_canary_keeps_a_client_on_one_side(env):
     await env.upstream("sticky", "a", "1.0")
     await env.upstream("sticky", "b", "2.0")

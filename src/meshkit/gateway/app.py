@@ -79,6 +79,7 @@ class Gateway:
         self._watch: asyncio.Task | None = None
         self._revocations: asyncio.Task | None = None
         self._stamp: tuple[int, int] | None = None
+        self._changing: tuple[int, int] | None = None  # a new stamp seen once, waiting to settle
         self.draining = False
         self.local_endpoints = {"/livez": self._livez, "/readyz": self._readyz, "/metrics": self._metrics}
 
@@ -241,11 +242,24 @@ class Gateway:
     async def _watch_file(self) -> None:
         while True:
             await asyncio.sleep(self.settings.reload_interval)
-            stamp = self._file_stamp()
-            if stamp is not None and stamp != self._stamp:
-                self._stamp = stamp
-                with contextlib.suppress(ConfigError):
-                    self.reload()
+            self._poll_file()
+
+    def _poll_file(self) -> None:
+        """One look at the routes file: reload once a change has stayed put for a whole interval.
+
+        A file caught while being written may be valid YAML that lacks the routes still to come
+        (a truncated list): loaded at once, those routes would answer 404 until the next look.
+        """
+        stamp = self._file_stamp()
+        if stamp is None or stamp == self._stamp:
+            self._changing = None
+            return
+        if stamp != self._changing:  # changed since the last look: wait for it to settle
+            self._changing = stamp
+            return
+        self._stamp, self._changing = stamp, None
+        with contextlib.suppress(ConfigError):
+            self.reload()
 
     # --- local endpoints ----------------------------------------------------
     async def _livez(self, req: Request) -> Response:
