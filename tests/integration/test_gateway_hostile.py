@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from meshkit.gateway.app import Gateway
-from meshkit.gateway.messages import Response
+from meshkit.gateway.messages import Limits, Response
 from meshkit.gateway.security import Authenticator
 from meshkit.gateway.security.testing import TokenIssuer
 from meshkit.gateway.server import serve
@@ -568,3 +568,32 @@ async def test_answers_of_a_cors_route_always_vary_by_origin(gw, origin):
     _, headers, _ = await get(gw.port, "/cors/x", *([f"Origin: {origin}"] if origin else []))
     assert headers["vary"] == "origin"
     assert headers.get("access-control-allow-origin") == (origin if origin == "https://shop.example" else None)
+
+
+async def test_connections_past_the_limit_are_answered_503_and_closed():
+    # Before: no limit; each connection may buffer a body of up to max_body_bytes, so enough
+    # open connections could make the gateway hold any amount of memory.
+    async def ok(req):
+        return Response(200, [(b"content-type", b"text/plain")], b"ok")
+
+    server = await serve(ok, "127.0.0.1", 0, limits=Limits(max_connections=2))
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    try:
+        held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+        for reader, writer in held:
+            writer.write(request)
+            assert (await reader.readuntil(b"ok")).startswith(b"HTTP/1.1 200")
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        answer = await asyncio.wait_for(reader.read(), 5)  # answered, then closed: read() ends
+        assert answer.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in answer
+        assert b"too_many_connections" in answer
+        writer.close()
+        held[0][1].close()  # one leaves: a new one is taken again
+        await asyncio.sleep(0.1)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(request)
+        assert (await reader.readuntil(b"ok")).startswith(b"HTTP/1.1 200")
+        writer.close()
+        held[1][1].close()
+    finally:
+        await server.stop(0.5)

@@ -158,7 +158,7 @@ class Gateway:
                            trust_forwarded=s.trust_forwarded, local=local)
         ctx = tls_context(s.tls_cert, s.tls_key) if s.tls_cert and s.tls_key else None
         limits = Limits(max_header_bytes=s.max_header_bytes, max_body_bytes=s.max_body_bytes,
-                        keepalive_timeout=s.keepalive_timeout)
+                        keepalive_timeout=s.keepalive_timeout, max_connections=s.max_connections)
         on_error = lambda exc: log.error("unhandled error in a handler", exc_info=exc)  # noqa: E731
         self.server = await serve(self.proxy.handle, s.host, s.port, limits=limits, ssl_context=ctx,
                                   on_error=on_error, reuse_port=s.workers != 1)

@@ -45,6 +45,9 @@ class Limits:
     request_read_timeout: float = 30.0
     #: Pipelined requests waiting on one connection before reading pauses.
     max_pipelined: int = 32
+    #: Open client connections; one more is answered 503 and closed (each may buffer a body
+    #: of up to ``max_body_bytes``: this bounds the memory clients can make the gateway hold).
+    max_connections: int = 10_000
 
 
 class Request:

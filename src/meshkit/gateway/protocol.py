@@ -35,7 +35,7 @@ import httptools
 
 from meshkit.basis.errors import BadRequest, HeadersTooLarge, MeshkitError, PayloadTooLarge
 from meshkit.gateway.messages import Request, Response, error_response
-from meshkit.gateway.wire import send_streamed, write_buffered
+from meshkit.gateway.wire import TOO_MANY_CONNECTIONS, send_streamed, write_buffered
 
 if TYPE_CHECKING:
     from meshkit.gateway.server import Server
@@ -100,6 +100,10 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.client = peer[0] if peer else ""
+        if len(self.server.connections) >= self.limits.max_connections:
+            transport.write(TOO_MANY_CONNECTIONS)
+            transport.close()
+            return
         self.server.connections.add(self)
 
     def eof_received(self) -> bool:

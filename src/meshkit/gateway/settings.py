@@ -59,6 +59,8 @@ class GatewaySettings(ServiceSettings):
     max_header_bytes: int = 16 * 1024
     max_body_bytes: int = 10 * 1024 * 1024
     keepalive_timeout: float = 75.0
+    #: Open client connections per gateway process; one more is answered 503 and closed.
+    max_connections: int = 10_000
     cache_max_bytes: int = 64 * 1024 * 1024
     upstream_max_connections: int = 512
     #: Take the client address from ``X-Forwarded-For``: its last address, the one the load

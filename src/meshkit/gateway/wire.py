@@ -18,6 +18,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("meshkit.gateway")
 
+_BUSY_BODY = (b'{"error":{"reason":"too_many_connections","message":"the gateway has as many client '
+              b'connections open as it takes; retry in a moment"}}')
+#: The whole answer to a connection past ``Limits.max_connections``, then closed.
+TOO_MANY_CONNECTIONS = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                        b"retry-after: 1\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
+                        % (len(_BUSY_BODY), _BUSY_BODY))
+
 
 def bodiless(status: int) -> bool:
     """An answer that never has a body (RFC 9112 §6.3): no content-length of ours, no chunks."""
