@@ -1,4 +1,4 @@
-"""Stopping background tasks so that a stop always ends.
+"""Stopping background tasks so that a stop always ends; telling a task's stop from a failure.
 
 ``task.cancel(); await task`` can wait forever on Python 3.11: ``asyncio.wait_for``
 (used by nats-py's watchers, among others) may swallow a cancellation that lands
@@ -13,6 +13,22 @@ import asyncio
 import logging
 
 log = logging.getLogger("meshkit.tasks")
+
+
+def is_failure(exc: BaseException) -> bool:
+    """Whether an exception out of some work (a handler, a saga step) is that work's failure.
+
+    Any exception is, a ``BaseException`` subclass of the work's own and a ``CancelledError``
+    it caught from something else included; ``KeyboardInterrupt``, ``SystemExit`` and the
+    cancellation of the running task itself (a consumer or driver stopping) are not: they
+    propagate. Used by the bus's consumers and followers and by the saga driver.
+    """
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return False
+    if isinstance(exc, asyncio.CancelledError):
+        task = asyncio.current_task()
+        return not (task is not None and task.cancelling())
+    return True
 
 
 async def stop_task(task: asyncio.Task | None, *, timeout: float = 5.0) -> None:

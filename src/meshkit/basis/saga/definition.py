@@ -29,7 +29,6 @@ reach exactly one end after any crash):
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,21 +69,6 @@ class StepContext(dict[str, Any]):
 
 
 StepFn = Callable[[StepContext], Awaitable[dict[str, Any] | None]]
-
-
-def fails_step(exc: BaseException) -> bool:
-    """Whether an exception out of an action or compensation is that attempt's failure.
-
-    Any exception is, a ``BaseException`` of the step's own and a ``CancelledError``
-    it caught from something else included; ``KeyboardInterrupt``, ``SystemExit``
-    and the cancellation of the driver itself (stop, lease lost) are not: they propagate.
-    """
-    if isinstance(exc, KeyboardInterrupt | SystemExit):
-        return False
-    if isinstance(exc, asyncio.CancelledError):
-        task = asyncio.current_task()
-        return not (task is not None and task.cancelling())
-    return True
 
 
 def retryable(exc: BaseException) -> bool:
@@ -152,4 +136,4 @@ class Saga:
         raise KeyError(step_name)
 
 
-__all__ = ["Abort", "Saga", "Step", "StepContext", "StepFn", "fails_step", "retryable"]
+__all__ = ["Abort", "Saga", "Step", "StepContext", "StepFn", "retryable"]

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from meshkit.basis.saga.definition import Saga, Step, StepContext, fails_step, retryable
+from meshkit.basis.saga.definition import Saga, Step, StepContext, retryable
 from meshkit.basis.saga.store import (
     COMPENSATED,
     COMPENSATING,
@@ -38,6 +38,7 @@ from meshkit.basis.saga.store import (
     SagaState,
     SagaStore,
 )
+from meshkit.basis.tasks import is_failure
 
 logger = logging.getLogger("meshkit.saga")
 
@@ -120,7 +121,7 @@ class Driver:
         try:
             result = await asyncio.wait_for(step.action(self._context(step, "action", attempt)), step.timeout)
         except BaseException as exc:
-            if not fails_step(exc):
+            if not is_failure(exc):
                 raise
             await self._action_failed(step, attempt, exc)
             return
@@ -166,7 +167,7 @@ class Driver:
         try:
             result = await asyncio.wait_for(step.compensation(ctx), step.compensation_timeout or step.timeout)
         except BaseException as exc:
-            if not fails_step(exc):
+            if not is_failure(exc):
                 raise
             detail = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
             entry = LogEntry(step.name, "compensation", "failed", attempt, detail)
