@@ -182,6 +182,25 @@ async def test_invalid_response_is_protocol_error():
         assert t.stats()[f"{HOST}:{up.port}"].open == 0
 
 
+async def test_an_answer_past_the_size_limits_is_a_protocol_error(monkeypatch):
+    # Before: headers and a buffered body were taken whatever their size: one upstream could
+    # fill the caller's (the gateway's) memory.
+    from meshkit.basis.http import connection
+
+    huge_head = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (70 * 1024) + b"\r\nContent-Length: 2\r\n\r\nok"
+    async with serve(responder(huge_head)) as up, HttpTransport() as t:
+        with pytest.raises(ProtocolError, match="headers exceed"):
+            await t.request(HOST, up.port, "GET", "/")
+        assert t.stats()[f"{HOST}:{up.port}"].open == 0
+    monkeypatch.setattr(connection, "MAX_BUFFERED_BODY", 1000)
+    big_body = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000
+    async with serve(responder(big_body)) as up, HttpTransport() as t:
+        with pytest.raises(ProtocolError, match="body exceeds 1000 bytes; stream it"):
+            await t.request(HOST, up.port, "GET", "/")
+        async with await t.stream(HOST, up.port, "GET", "/") as r:  # streamed: no limit
+            assert len(b"".join([c async for c in r.iter_body()])) == 5000
+
+
 async def test_header_injection_is_refused_before_connecting():
     async with HttpTransport() as t:
         with pytest.raises(InvalidRequest):

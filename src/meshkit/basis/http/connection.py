@@ -41,10 +41,19 @@ from meshkit.basis.http.response import HttpResponse
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
+#: An answer's status line and headers may take this many bytes; more is a protocol error.
+MAX_HEAD_BYTES = 64 * 1024
+#: A buffered (not streamed) answer body may take this many bytes; more is a protocol error
+#: (stream it: ``stream=True``). Without a bound, one upstream could fill the caller's memory.
+MAX_BUFFERED_BODY = 256 * 1024 * 1024
 
 
 class _SkipBody(Exception):
     """Raised from ``on_headers_complete`` to stop llhttp waiting for a HEAD body."""
+
+
+class _TooLarge(Exception):
+    """Raised from a parser callback when the answer passes a size limit."""
 
 
 class Connection(asyncio.Protocol):
@@ -82,6 +91,7 @@ class Connection(asyncio.Protocol):
         # streaming state
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
+        self._head_bytes = 0
         self._paused = False
         self._reader: asyncio.Future | None = None
         self._exc: BaseException | None = None
@@ -110,7 +120,9 @@ class Connection(asyncio.Protocol):
         except HttpParserUpgrade:
             self._protocol_error("the server switched protocols (upgrade is not supported)")
         except HttpParserError as exc:
-            if self._head and self._headers_done:
+            if isinstance(exc.__context__, _TooLarge):
+                self._protocol_error(str(exc.__context__))
+            elif self._head and self._headers_done:
                 # _SkipBody: the answer to HEAD is complete; llhttp's state is not.
                 self._parser = HttpResponseParser(self)
                 self._finish()
@@ -150,6 +162,9 @@ class Connection(asyncio.Protocol):
     # -- httptools callbacks ----------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise _TooLarge(f"the answer's headers exceed {MAX_HEAD_BYTES} bytes")
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -157,6 +172,7 @@ class Connection(asyncio.Protocol):
         if status < 200 and status != 101:
             self._interim = True
             self._headers = []
+            self._head_bytes = 0
             return
         self._status = status
         self._keep_alive = self._parser.should_keep_alive()
@@ -178,6 +194,9 @@ class Connection(asyncio.Protocol):
             self._wake_reader()
         else:
             self._body.append(body)
+            self._buffered += len(body)
+            if self._buffered > MAX_BUFFERED_BODY:
+                raise _TooLarge(f"the answer's body exceeds {MAX_BUFFERED_BODY} bytes; stream it (stream=True)")
 
     def on_message_complete(self) -> None:
         if self._interim:
@@ -207,6 +226,7 @@ class Connection(asyncio.Protocol):
         self._close_after = close
         self._status = 0
         self._headers = []
+        self._head_bytes = 0
         self._received = False
         self._headers_done = False
         self._done = False
@@ -216,6 +236,7 @@ class Connection(asyncio.Protocol):
             self._exc = None
         else:
             self._body = []
+            self._buffered = 0
         if tail is None:
             self.transport.write(data)  # type: ignore[union-attr]
         else:
