@@ -302,6 +302,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.closing or t is None or t.is_closing():
             self.task = None
             self.closing = True
+            _dropped(resp)
             return
         keep = req.keep_alive and not resp.close and not self.server.stopping and not (self.ended and not self.pending)
         if resp.stream is not None:
@@ -396,6 +397,7 @@ class HttpProtocol(asyncio.Protocol):
     async def _send(self, resp: Response, keep: bool, head: bool, http10: bool = False) -> None:
         t = self.transport
         if t is None or t.is_closing():
+            _dropped(resp)
             return
         if resp.stream is None:
             self._write(t, resp, keep, head)
@@ -404,6 +406,14 @@ class HttpProtocol(asyncio.Protocol):
 
     def idle(self) -> bool:
         return self.task is None and self.reading_since is None
+
+
+def _dropped(resp: Response) -> None:
+    """An answer the client left before it was sent: still release what it holds (a streamed
+    answer's upstream connection and bulkhead slot), which sending would have done."""
+    if resp.on_close is not None:
+        task = asyncio.get_running_loop().create_task(resp.on_close())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 class _Failed:

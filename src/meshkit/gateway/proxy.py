@@ -287,6 +287,7 @@ class Proxy(FastPath):
         if not guard.try_enter():
             await guard.enter()
         latency = None
+        streaming = False  # a streamed answer holds its slot until its body is sent (on_close)
         try:
             fault = route.fault
             if fault is not None:
@@ -323,15 +324,23 @@ class Proxy(FastPath):
                     return Response(status, [*headers, (b"x-fallback", b"true")], body), "", "FALLBACK"
                 if out is None:
                     raise error
+            streaming = route.stream
         finally:
-            guard.leave(latency)
+            if not streaming:
+                guard.leave(latency)
         r = out.response
         headers = passed_on(r.headers)
         upstream = out.member.key
         if route.stream:
+            async def sent() -> None:  # the body is out (or the client gone): free the upstream, then the slot
+                try:
+                    await r.aclose()
+                finally:
+                    guard.leave(latency)
+
             return Response(r.status, [*headers, *((b"content-length", v) for k, v in r.headers
                                                    if k.lower() == b"content-length")],
-                            stream=r.iter_body(), on_close=r.aclose), upstream, ""
+                            stream=r.iter_body(), on_close=sent), upstream, ""
         headers = answer_length(method, r, headers)
         state = ""
         if primary is not None:
