@@ -197,3 +197,20 @@ def test_a_fallback_status_must_be_a_final_http_status():
     fallback: {status: 99999}
 """)
     assert err.message.startswith("routes.yaml:5: routes[0].fallback.status: ")
+
+
+@pytest.mark.parametrize(("cors", "problem"), [
+    ('{allow_origins: ["*"], allow_credentials: true}', "list the origins allowed"),
+    ("{allow_credentials: true}", "list the origins allowed"),  # '*' is the default
+    ('{allow_origins: ["https://shop.example", "null"]}', "sandboxed frames"),
+])
+def test_cors_that_would_let_any_site_read_with_credentials_is_refused(cors, problem):
+    # Before: '*' with credentials echoed every origin back (and 'null' was allowed): any
+    # site could read the route's answers made with its visitors' cookies or credentials.
+    err = refused(f"""routes:
+  - name: a
+    match: {{prefix: /a/}}
+    upstream: {{service: a}}
+    cors: {cors}
+""")
+    assert err.message.startswith("routes.yaml:") and problem in err.message

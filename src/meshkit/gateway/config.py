@@ -206,6 +206,18 @@ class Cors(_Model):
     allow_credentials: bool = False
     max_age: int = 600
 
+    @model_validator(mode="after")
+    def _no_wildcard_with_credentials(self) -> Cors:
+        # "*" with credentials would let any site read this route's answers with the visitor's
+        # cookies or credentials (the spec forbids the pair; echoing the origin instead allows it).
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError("allow_credentials with allow_origins '*' lets every site read answers made "
+                             "with its visitors' credentials: list the origins allowed")
+        if "null" in (o.lower() for o in self.allow_origins):
+            raise ValueError("origin 'null' is sent by sandboxed frames and local files, which any site can "
+                             "make: list real origins")
+        return self
+
 
 class Part(_Model):
     """One backend of an aggregate route; ``path`` may use the route's ``{params}``."""

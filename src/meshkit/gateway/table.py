@@ -121,10 +121,8 @@ class RouteRuntime:
             return None
         if origin in self.cors_origins:
             return [(b"access-control-allow-origin", origin), (b"vary", b"origin"), *self.cors_common]
-        if self.cors_any:
-            # With credentials the spec forbids "*": echo the origin instead.
-            value = origin if co.allow_credentials else b"*"
-            return [(b"access-control-allow-origin", value), (b"vary", b"origin"), *self.cors_common]
+        if self.cors_any:  # never with credentials (refused at load)
+            return [(b"access-control-allow-origin", b"*"), (b"vary", b"origin"), *self.cors_common]
         return None
 
     def upstream_path(self, path: str, params: dict[str, str]) -> str:
