@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import sys
 from typing import Any
@@ -39,6 +40,7 @@ from meshkit.sso.app.tokens import LEEWAY
 from meshkit.sso.domain import Throttle, ThrottleRule
 from meshkit.sso.settings import SsoSettings
 from meshkit.sso.transport import AdminHandlers, PublicHandlers, PublicOptions, routes
+from meshkit.sso.transport.caller import PRIVATE_NETWORKS
 
 log = logging.getLogger("meshkit.sso")
 
@@ -85,6 +87,8 @@ def build(settings: SsoSettings, *, publisher: Publisher | None = None) -> Servi
     sessions = Sessions(accounts, authz, tokens, machines)
     authz_holder["sessions"] = sessions
     options = PublicOptions(issuer=s.issuer, public_base=s.public_base, trusted_proxies=s.trusted_proxies,
+                            proxy_networks=tuple(ipaddress.ip_network(n, strict=False)
+                                                 for n in s.trusted_proxy_networks or PRIVATE_NETWORKS),
                             allow_signup=s.allow_signup, signing_alg=s.signing_alg)
     public = PublicHandlers(sessions, tokens, keys, authz, machines, options)
     admin = AdminHandlers(sessions, tokens, keys, authz, machines, audit)

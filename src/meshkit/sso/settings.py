@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from meshkit.basis.settings import ServiceSettings
@@ -62,6 +63,20 @@ class SsoSettings(ServiceSettings):
     lockout_seconds: float = 900.0
     #: Proxies in front of the SSO that append to ``X-Forwarded-For`` (the gateway: 1).
     trusted_proxies: int = Field(default=1, ge=0)
+    #: Where those proxies run (CIDRs): a peer elsewhere is its own address, whatever its
+    #: ``X-Forwarded-For`` says. None: loopback and the private networks.
+    trusted_proxy_networks: list[str] | None = None
+
+    @field_validator("trusted_proxy_networks")
+    @classmethod
+    def _networks(cls, v: list[str] | None) -> list[str] | None:
+        for n in v or ():
+            try:
+                ipaddress.ip_network(n, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"SSO_TRUSTED_PROXY_NETWORKS: {n!r} is not a network ({exc}); "
+                                 'give CIDRs, e.g. ["10.0.0.0/8"]') from None
+        return v
 
     # -- bootstrap --------------------------------------------------------------------------
     #: The first administrator, made on first start when no user holds ``sso:admin``.

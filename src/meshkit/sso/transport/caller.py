@@ -8,6 +8,7 @@ an ``Authorization`` header it falls back to the identity the gateway injected
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,16 +85,34 @@ def require_admin(request: Request, tokens: Tokens) -> Caller:
     return found
 
 
-def client_ip(request: Request, trusted_proxies: int) -> str:
+#: Where the proxies that may speak for a client (the gateway) can be: loopback and private networks.
+PRIVATE_NETWORKS = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+#: The same, parsed.
+PRIVATE = tuple(ipaddress.ip_network(n) for n in PRIVATE_NETWORKS)
+
+
+def client_ip(request: Request, trusted_proxies: int,
+              proxy_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = PRIVATE) -> str:
     """The client's address: the entry ``trusted_proxies`` from the end of ``X-Forwarded-For``.
 
     The gateway appends the address it saw; anything before it the client may
-    have written itself, so it is not trusted.
+    have written itself, so it is not trusted. And only a peer inside
+    ``proxy_networks`` (where the gateway runs) is heard on the matter at all: a
+    caller reaching the SSO directly would otherwise choose its own address, and
+    with it dodge the per-address login throttle and write what it likes in the audit.
     """
     peer = request.client.host if request.client else "unknown"
-    if trusted_proxies <= 0:
+    if trusted_proxies <= 0 or not _inside(peer, proxy_networks):
         return peer
     hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
     if len(hops) >= trusted_proxies:
         return hops[-trusted_proxies]
     return peer
+
+
+def _inside(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in n for n in networks)

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from meshkit.basis.errors import BadRequest, Forbidden, Unauthorized
 from meshkit.basis.web import json_response, parse_body
 from meshkit.sso.app import Authz, KeyRing, Machines, Sessions, Tokens
-from meshkit.sso.transport.caller import caller, caller_of_token, client_ip, require_caller
+from meshkit.sso.transport.caller import PRIVATE, caller, caller_of_token, client_ip, require_caller
 from meshkit.sso_sdk.models import AuthorizeIn, Credentials, LogoutIn, PasswordChange, RefreshIn
 
 _NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
@@ -31,6 +31,8 @@ class PublicOptions:
     issuer: str
     public_base: str
     trusted_proxies: int = 1
+    #: Where a peer must be for its X-Forwarded-For to count (see caller.client_ip).
+    proxy_networks: tuple = PRIVATE
     allow_signup: bool = True
     signing_alg: str = "EdDSA"
 
@@ -52,7 +54,7 @@ class PublicHandlers:
 
     async def login(self, request: Request) -> Response:
         body = await parse_body(request, Credentials)
-        pair = await self.sessions.login(body.email, body.password, ip=client_ip(request, self.options.trusted_proxies))
+        pair = await self.sessions.login(body.email, body.password, ip=client_ip(request, self.options.trusted_proxies, self.options.proxy_networks))
         return json_response(pair, headers=_NO_STORE)
 
     async def refresh(self, request: Request) -> Response:
@@ -104,7 +106,7 @@ class PublicHandlers:
         who = require_caller(request, self.tokens)
         body = await parse_body(request, PasswordChange)
         ended = await self.sessions.change_password(who.identity, body.current_password, body.new_password,
-                                                    ip=client_ip(request, self.options.trusted_proxies),
+                                                    ip=client_ip(request, self.options.trusted_proxies, self.options.proxy_networks),
                                                     session=who.session)
         return json_response({"status": "changed", "other_sessions_ended": ended})
 
