@@ -196,6 +196,7 @@ async def test_context_headers_propagated(mesh, upstreams):
             request_id="req-123", tracestate="vendor=1",
             identity=ctxmod.Identity("user-7", roles=frozenset({"admin"}), permissions=frozenset({"p:r"}),
                                      tenant="t1"),
+            seal="v1.9999999999.abc",  # the gateway's seal on that identity goes with it
         )
         ctx.deadline = time.monotonic() + 0.8
         token = ctxmod.bind(ctx)
@@ -209,6 +210,7 @@ async def test_context_headers_propagated(mesh, upstreams):
         assert h["tracestate"] == "vendor=1"
         assert h[ctxmod.SUBJECT] == "user-7" and h[ctxmod.ROLES] == "admin"
         assert h[ctxmod.PERMISSIONS] == "p:r" and h[ctxmod.TENANT] == "t1"
+        assert h["x-meshkit-seal"] == "v1.9999999999.abc"
         assert 0 < int(h["x-deadline-ms"]) <= 800  # the caller's remaining budget, not the 5 s default
 
 

@@ -21,6 +21,8 @@ import httpx
 import jwt
 import pytest
 
+from meshkit.basis.context import Identity
+from meshkit.basis.seal import SEAL, seal, verify
 from meshkit.basis.testing import running
 from meshkit.gateway.app import Gateway
 from meshkit.gateway.settings import GatewaySettings
@@ -30,6 +32,7 @@ from meshkit.sso.main import build as build_sso
 from meshkit.sso.settings import SsoSettings
 
 PASSWORD = "tram-violet-ankle-93"
+IDENTITY_KEY = os.urandom(32)
 ADMIN = {"email": "admin@meshkit.local", "password": "admin-password-for-tests"}
 PRODUCT = {"name": "Mug", "sku": "MUG-1", "price": {"amount": "9.50", "currency": "EUR"}}
 
@@ -38,7 +41,8 @@ PRODUCT = {"name": "Mug", "sku": "MUG-1", "price": {"amount": "9.50", "currency"
 async def stack(nats_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sso-gw")
     registry = f"{nats_server}?bucket=sso_gw_{uuid.uuid4().hex[:8]}"
-    common = dict(registry_url=registry, nats_url=nats_server, access_log=False)
+    # The whole stack seals the identity it passes on, as under meshkit up (meshkit.basis.seal).
+    common = dict(registry_url=registry, nats_url=nats_server, access_log=False, identity_key=IDENTITY_KEY.hex())
     sso_settings = SsoSettings(data_dir=tmp, argon2_time_cost=1, argon2_memory_kib=256,
                                key_encryption_key=base64.urlsafe_b64encode(os.urandom(32)).decode(),
                                admin_password=ADMIN["password"], **common)
@@ -224,6 +228,26 @@ async def test_client_identity_headers_never_reach_a_service(stack):
     assert (await c.get("/api/sso/admin/roles", headers=both)).status_code == 403
     info = (await c.get("/api/sso/userinfo", headers=both)).json()
     assert info["sub"] != "usr_admin" and info["permissions"] == []
+
+
+async def test_a_forged_identity_sent_past_the_gateway_is_not_believed(stack):
+    # Before: a caller reaching a service directly chose its identity with x-meshkit-* headers
+    # (the gateway strips them only from what passes through it).
+    sso, gw, c = stack
+    forged = {"x-meshkit-subject": "usr_admin", "x-meshkit-permissions": "sso:admin",
+              "x-meshkit-roles": "admin", "x-meshkit-client": "user"}
+    other_key = seal(forged, os.urandom(32), int(time.time()) + 60)
+    async with httpx.AsyncClient(base_url=sso.url) as direct:
+        assert (await direct.get("/v1/policy", headers=forged)).status_code == 401
+        assert (await direct.get("/v1/policy", headers={**forged, SEAL: other_key})).status_code == 401
+    # What the gateway passes on carries a seal the services accept (made once per identity, renewed).
+    passed = dict((k.decode(), v.decode()) for k, v in gw.proxy._identity_headers(
+        Identity("usr_1", permissions=frozenset({"catalog:write"}))))
+    assert verify(passed, IDENTITY_KEY, time.time()) and not verify(passed, IDENTITY_KEY, time.time() + 3600)
+    # Through the gateway the identity is sealed, and believed: /v1/authorize answers for the caller.
+    _, pair = await new_user(c, sso)
+    r = await c.post("/api/sso/authorize", json={"permission": "catalog:write"}, headers=bearer(pair["access_token"]))
+    assert r.status_code == 200, r.text
 
 
 async def test_discovery_and_machine_tokens_at_the_gateway_root(stack):

@@ -88,6 +88,8 @@ class RequestContext:
     #: ``time.monotonic()`` instant after which the work is pointless, or None.
     deadline: float | None = None
     identity: Identity | None = None
+    #: The gateway's seal on ``identity`` (``x-meshkit-seal``), passed on with it (see meshkit.basis.seal).
+    seal: str | None = None
 
     @property
     def traceparent(self) -> str:

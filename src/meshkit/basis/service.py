@@ -40,6 +40,7 @@ from meshkit.basis.logs import flush as flush_logs
 from meshkit.basis.metrics import ServiceMetrics
 from meshkit.basis.middleware import StackOptions, build_stack
 from meshkit.basis.middleware.asgi import ASGIApp, Receive, Scope, Send
+from meshkit.basis.seal import parse_key
 from meshkit.basis.server import EmbeddedServer, bind_socket, create_server, stop_server
 from meshkit.basis.settings import ServiceSettings
 
@@ -86,6 +87,7 @@ class Service:
             request_metrics=settings.request_metrics,
             max_concurrency=settings.max_concurrency,
             max_body_bytes=settings.max_body_bytes,
+            identity_key=parse_key(settings.identity_key.get_secret_value() if settings.identity_key else None),
         )
         self.app, self.gate = build_stack(self._inner, metrics=self.metrics, options=options, service=self.name)
         self._startup: list[Hook] = []

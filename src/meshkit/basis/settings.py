@@ -20,7 +20,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -79,6 +79,10 @@ class ServiceSettings(BaseSettings):
     check_timeout: float = 2.0
     #: The embedded HTTP server: ``granian`` or ``uvicorn`` (see meshkit.basis.server).
     http_server: str = Field(default="granian", validation_alias=_platform("HTTP_SERVER", "http_server"))
+    #: ``MESHKIT_IDENTITY_KEY``: the key of the gateway's seal on the identity it injects (hex, 32
+    #: bytes or more; ``meshkit up`` makes one). Set, identity headers count only under a valid
+    #: seal (meshkit.basis.seal); unset, they are believed (only the gateway must reach the service).
+    identity_key: SecretStr | None = Field(default=None, validation_alias=_platform("IDENTITY_KEY", "identity_key"))
 
     @property
     def registry(self) -> str:

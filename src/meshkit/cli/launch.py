@@ -15,11 +15,18 @@ from meshkit.cli.system import ServiceDef, SystemDef, system_path
 
 
 def child_env(service_env: dict[str, str], *, nats_url: str, data_dir: Path, instance_id: str,
-              environ: dict[str, str] | None = None) -> dict[str, str]:
+              environ: dict[str, str] | None = None, identity_key: str | None = None) -> dict[str, str]:
     """The environment of one instance, later layers winning: the system file's settings,
-    then ours (so ``CATALOG_LOG_LEVEL=debug meshkit up`` works), then the platform's."""
+    then ours (so ``CATALOG_LOG_LEVEL=debug meshkit up`` works), then the platform's.
+
+    ``identity_key`` (one per run, the same for every instance) is the key of the gateway's
+    seal on the identity it passes on (meshkit.basis.seal), unless ``MESHKIT_IDENTITY_KEY``
+    is set already: a service reached directly, past the gateway, then ignores a forged identity.
+    """
     env = dict(service_env)
     env.update(os.environ if environ is None else environ)
+    if identity_key is not None:
+        env.setdefault("MESHKIT_IDENTITY_KEY", identity_key)
     # Plain TCP to NATS: the services skip nats-py's WebSocket import (meshkit.basis.natsimport).
     env.setdefault("MESHKIT_NATS_WEBSOCKET", "1" if nats_url.lower().startswith(("ws://", "wss://")) else "0")
     env.update(

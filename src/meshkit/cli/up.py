@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import sys
 import time
@@ -161,10 +162,11 @@ class Up:
         self.view.subscribe(lambda _service: self._changed.set())
 
     def _start_services(self, nats_url: str) -> None:
+        identity_key = secrets.token_hex(32)  # this run's seal on the identity the gateway passes on
         for svc in self.system.services:
             for iid in svc.instance_ids():
                 env = child_env(svc.service_env(), nats_url=nats_url, data_dir=self.options.data_dir,
-                                instance_id=iid)
+                                instance_id=iid, identity_key=identity_key)
                 tag = f"{svc.name}/{iid.rsplit('-', 1)[1]}"
                 self.supervisor.add(ChildSpec(svc.name, iid, tag, [sys.executable, "-m", svc.module], env))
         self.supervisor.start()

@@ -19,6 +19,7 @@ from pathlib import Path
 from meshkit.basis.errors import ConfigError, Unavailable
 from meshkit.basis.http import HttpTransport
 from meshkit.basis.instance import Instance
+from meshkit.basis.seal import parse_key
 from meshkit.gateway.accesslog import AccessLog
 from meshkit.gateway.admin import Admin, json_answer
 from meshkit.gateway.cache import ResponseCache
@@ -155,7 +156,8 @@ class Gateway:
             local.pop("/metrics")
         self.proxy = Proxy(table, Forwarder(self.transport, self.metrics), self.metrics, self.cache,
                            authenticator=self.authenticator, limiter=self.limiter, access_log=self.access_log,
-                           trust_forwarded=s.trust_forwarded, local=local)
+                           trust_forwarded=s.trust_forwarded, local=local,
+                           identity_key=parse_key(s.identity_key.get_secret_value() if s.identity_key else None))
         ctx = tls_context(s.tls_cert, s.tls_key) if s.tls_cert and s.tls_key else None
         limits = Limits(max_header_bytes=s.max_header_bytes, max_body_bytes=s.max_body_bytes,
                         keepalive_timeout=s.keepalive_timeout, max_connections=s.max_connections)

@@ -27,6 +27,7 @@ from functools import partial
 
 from meshkit.basis.context import IDENTITY_HEADERS
 from meshkit.basis.errors import MeshkitError
+from meshkit.basis.seal import SEAL
 from meshkit.gateway.messages import Request, Response, error_response
 from meshkit.gateway.protocol import HttpProtocol
 from meshkit.gateway.split import choose_subset
@@ -43,7 +44,7 @@ def _spellings(name: str) -> set[bytes]:
     return {o.encode() for o in out}
 
 
-_IDENTITY = frozenset().union(*(_spellings(h) for h in IDENTITY_HEADERS))
+_IDENTITY = frozenset().union(*(_spellings(h) for h in (*IDENTITY_HEADERS, SEAL)))
 #: Request headers never forwarded as received: hop-by-hop, or rewritten by us.
 SPECIAL = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer", b"upgrade",

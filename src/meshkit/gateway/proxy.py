@@ -20,6 +20,7 @@ import time
 
 from meshkit.basis.context import parse_traceparent
 from meshkit.basis.errors import BadRequest, MeshkitError, MethodNotAllowed, NotFound, PayloadTooLarge
+from meshkit.basis.seal import SEAL, SEAL_TTL, seal
 from meshkit.gateway.accesslog import AccessLog
 from meshkit.gateway.aggregate import aggregate
 from meshkit.gateway.cache import ResponseCache, may_serve_stale, request_bypass, response_ttl
@@ -46,6 +47,7 @@ _GET_HEAD = frozenset({"GET", "HEAD"})
 _TWO_HOSTS = b"\x00two Host headers"
 # Ids need to be unique, not secret: a Mersenne Twister draw costs far less than a getrandom syscall.
 _bits = random.getrandbits
+_SEAL = SEAL.encode()
 
 
 class Proxy(FastPath):
@@ -58,7 +60,8 @@ class Proxy(FastPath):
 
     def __init__(self, table: RouteTable, forwarder: Forwarder, metrics: GatewayMetrics, cache: ResponseCache,
                  *, authenticator=None, limiter=None, access_log: AccessLog | None = None,
-                 trust_forwarded: bool = False, local: dict | None = None) -> None:
+                 trust_forwarded: bool = False, local: dict | None = None,
+                 identity_key: bytes | None = None) -> None:
         self.table = table
         self.forwarder = forwarder
         self.metrics = metrics
@@ -67,9 +70,11 @@ class Proxy(FastPath):
         self.limiter = limiter
         self.access_log = access_log
         self.trust_forwarded = trust_forwarded
+        #: The key of the seal on the identity passed upstream (meshkit.basis.seal), if any.
+        self.identity_key = identity_key
         #: Paths the gateway answers itself (``/livez``, ``/readyz``, ``/metrics``): path → async fn(req).
         self.local = local or {}
-        self._identities: dict[int, tuple[object, list[tuple[bytes, bytes]]]] = {}
+        self._identities: dict[int, tuple[object, list[tuple[bytes, bytes]], int]] = {}
         # The fast path needs steps that (nearly always) finish without waiting: the in-memory
         # limiter's synchronous hit, and the built-in authenticator (cached token: a dict lookup;
         # a new token: a signature check; only an unknown key id waits, for the JWKS).
@@ -242,14 +247,20 @@ class Proxy(FastPath):
             fwd += self._identity_headers(identity)
 
     def _identity_headers(self, identity) -> list[tuple[bytes, bytes]]:
-        # The authenticator hands out one shared Identity per cached token: encode its headers once.
+        # The authenticator hands out one shared Identity per cached token: encode its headers once,
+        # and seal them (with an identity key) for SEAL_TTL, sealing again a minute before it ends.
         cached = self._identities.get(id(identity))
-        if cached is not None and cached[0] is identity:
+        if cached is not None and cached[0] is identity and (cached[2] == 0 or cached[2] - time.time() > 60):
             return cached[1]
-        headers = [(k.encode(), v.encode("latin-1", "replace")) for k, v in identity.to_headers().items()]
+        plain = identity.to_headers()
+        headers = [(k.encode(), v.encode("latin-1", "replace")) for k, v in plain.items()]
+        until = 0
+        if self.identity_key is not None:
+            until = int(time.time()) + SEAL_TTL
+            headers.append((_SEAL, seal(plain, self.identity_key, until).encode()))
         if len(self._identities) > 10_000:
             self._identities.clear()
-        self._identities[id(identity)] = (identity, headers)
+        self._identities[id(identity)] = (identity, headers, until)
         return headers
 
     async def _proxy(self, req: Request, route: RouteRuntime, params, fwd, identity, deadline: float,

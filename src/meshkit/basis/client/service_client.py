@@ -46,10 +46,12 @@ from meshkit.basis.client.response import Response
 from meshkit.basis.client.retry import IDEMPOTENT_METHODS, Backoff, RetryBudget
 from meshkit.basis.errors import BadGateway, GatewayTimeout, MeshkitError, Unavailable
 from meshkit.basis.http.errors import ConnectionClosed, RequestTimeout, TransportError
+from meshkit.basis.seal import SEAL
 
 _RETRY_STATUSES = frozenset({502, 503, 504})
 _REQUEST_ID = ctxmod.REQUEST_ID.encode()
 _TRACEPARENT = ctxmod.TRACEPARENT.encode()
+_SEAL = SEAL.encode()
 _TRACESTATE = ctxmod.TRACESTATE.encode()
 _DEADLINE = ctxmod.DEADLINE.encode()
 _CALLER = ctxmod.CALLER.encode()
@@ -281,6 +283,8 @@ class ServiceClient:
                     self._ident_headers = [(k.encode(), v.encode()) for k, v in ident.to_headers().items()]
                     self._ident = ident
                 hdrs += self._ident_headers
+                if ctx.seal is not None:  # the gateway's seal goes with the identity it sealed
+                    hdrs.append((_SEAL, ctx.seal.encode()))
         if extra:
             # The caller's own headers win (e.g. a service account's identity).
             names = {k.lower().encode() for k in extra}

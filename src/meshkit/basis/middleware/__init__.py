@@ -40,6 +40,8 @@ class StackOptions:
     request_metrics: bool = True
     max_concurrency: int = 0
     max_body_bytes: int = 0
+    #: The key of the gateway's identity seal (see meshkit.basis.seal); None: identity headers believed.
+    identity_key: bytes | None = None
 
 
 def build_stack(
@@ -58,7 +60,7 @@ def build_stack(
         app = MetricsMiddleware(app, metrics)
     if options.access_log:
         app = AccessLogMiddleware(app)
-    app = ContextMiddleware(app)
+    app = ContextMiddleware(app, options.identity_key)
     app = ErrorMiddleware(app, service=service)
     return app, gate
 

@@ -12,6 +12,7 @@ budget runs out while the handler works is cancelled and answered 504 too.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from meshkit.basis import context
@@ -34,28 +35,49 @@ from meshkit.basis.middleware.asgi import (
     Send,
     response_headers,
 )
+from meshkit.basis.seal import SEAL, verify
 
 # Only these headers are decoded; the rest of a request's headers cost nothing here.
-_WANTED = frozenset(h.encode() for h in (REQUEST_ID, TRACEPARENT, TRACESTATE, DEADLINE, *IDENTITY_HEADERS))
+_WANTED = frozenset(h.encode() for h in (REQUEST_ID, TRACEPARENT, TRACESTATE, DEADLINE, SEAL, *IDENTITY_HEADERS))
+log = logging.getLogger("meshkit.identity")
+_warned = [0.0]
 
 
-def context_from_scope(scope: Scope) -> RequestContext:
-    """Build the request context from an ASGI scope's headers."""
+def context_from_scope(scope: Scope, identity_key: bytes | None = None) -> RequestContext:
+    """Build the request context from an ASGI scope's headers.
+
+    With ``identity_key``, the identity headers count only under a valid seal of the
+    gateway (:mod:`meshkit.basis.seal`); without one the call is anonymous.
+    """
     wanted = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED}
-    return RequestContext.from_headers(wanted)
+    ctx = RequestContext.from_headers(wanted)
+    if identity_key is not None and ctx.identity is not None:
+        if verify(wanted, identity_key, time.time()):
+            ctx.seal = wanted[SEAL]
+        else:
+            ctx.identity = None
+            now = time.monotonic()
+            if now - _warned[0] > 10.0:  # once per 10 s: a flood of forgeries must not flood the log
+                _warned[0] = now
+                client = scope.get("client")
+                log.warning("identity headers without a valid gateway seal from %s ignored: the call is "
+                            "anonymous (a caller bypassing the gateway, or another MESHKIT_IDENTITY_KEY)",
+                            client[0] if client else "?")
+    return ctx
 
 
 class ContextMiddleware:
     """Makes the request context current while the request is handled."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, identity_key: bytes | None = None) -> None:
         self.app = app
+        self.identity_key = identity_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        ctx = context_from_scope(scope)
+        ctx = context_from_scope(scope, self.identity_key)
         scope[CONTEXT_KEY] = ctx
         if ctx.deadline is not None and ctx.deadline <= time.monotonic():
             raise GatewayTimeout(
