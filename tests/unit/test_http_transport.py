@@ -201,6 +201,15 @@ async def test_an_answer_past_the_size_limits_is_a_protocol_error(monkeypatch):
             assert len(b"".join([c async for c in r.iter_body()])) == 5000
 
 
+async def test_a_switch_of_protocols_nobody_asked_for_is_a_protocol_error():
+    # Before: the 101 was handed out as the answer (the caller took "101" for a result).
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    async with serve(responder(switch)) as up, HttpTransport() as t:
+        with pytest.raises(ProtocolError, match="switched protocols"):
+            await t.request(HOST, up.port, "GET", "/")
+        assert t.stats()[f"{HOST}:{up.port}"].open == 0
+
+
 async def test_header_injection_is_refused_before_connecting():
     async with HttpTransport() as t:
         with pytest.raises(InvalidRequest):

@@ -52,8 +52,8 @@ class _SkipBody(Exception):
     """Raised from ``on_headers_complete`` to stop llhttp waiting for a HEAD body."""
 
 
-class _TooLarge(Exception):
-    """Raised from a parser callback when the answer passes a size limit."""
+class _Refused(Exception):
+    """Raised from a parser callback for an answer the client does not take (too large, 101)."""
 
 
 class Connection(asyncio.Protocol):
@@ -120,7 +120,7 @@ class Connection(asyncio.Protocol):
         except HttpParserUpgrade:
             self._protocol_error("the server switched protocols (upgrade is not supported)")
         except HttpParserError as exc:
-            if isinstance(exc.__context__, _TooLarge):
+            if isinstance(exc.__context__, _Refused):
                 self._protocol_error(str(exc.__context__))
             elif self._head and self._headers_done:
                 # _SkipBody: the answer to HEAD is complete; llhttp's state is not.
@@ -164,12 +164,14 @@ class Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > MAX_HEAD_BYTES:
-            raise _TooLarge(f"the answer's headers exceed {MAX_HEAD_BYTES} bytes")
+            raise _Refused(f"the answer's headers exceed {MAX_HEAD_BYTES} bytes")
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
-        if status < 200 and status != 101:
+        if status == 101:  # nothing asked to switch protocols: never an answer to hand out
+            raise _Refused("the server switched protocols (upgrade is not supported)")
+        if status < 200:
             self._interim = True
             self._headers = []
             self._head_bytes = 0
@@ -196,7 +198,7 @@ class Connection(asyncio.Protocol):
             self._body.append(body)
             self._buffered += len(body)
             if self._buffered > MAX_BUFFERED_BODY:
-                raise _TooLarge(f"the answer's body exceeds {MAX_BUFFERED_BODY} bytes; stream it (stream=True)")
+                raise _Refused(f"the answer's body exceeds {MAX_BUFFERED_BODY} bytes; stream it (stream=True)")
 
     def on_message_complete(self) -> None:
         if self._interim:
