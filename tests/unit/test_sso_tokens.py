@@ -51,6 +51,9 @@ class MemoryTokens:
     async def by_hash(self, token_hash):
         return next((replace(t) for t in self.rows.values() if t.token_hash == token_hash), None)
 
+    async def family_started(self, family):
+        return min((t.issued_at for t in self.rows.values() if t.family == family), default=None)
+
     async def use(self, token_id, now, successor=None):
         t = self.rows[token_id]
         if t.used_at is not None or t.revoked_at is not None:
@@ -354,3 +357,35 @@ async def test_a_second_rotation_waits_until_the_previous_key_has_no_live_tokens
     now[0] += timedelta(seconds=331)
     await keys.rotate("admin")  # its tokens have expired: now it may go
     await keys.rotate("admin", emergency=True)  # an emergency never waits
+
+
+async def test_a_session_ends_session_max_after_its_login_however_often_refreshed():
+    # Before: each refresh slid the session 30 days on; a session kept refreshed never ended.
+    now = [1_000_000.0]
+    _, tokens, _ = await make(refresh_ttl=30 * 86400.0, session_max=90 * 86400.0, clock=lambda: now[0])
+    pair = await tokens.open_session("usr_1", roles=[], permissions=[], tenant=None)
+
+    async def claims(subject):
+        return [], [], None
+
+    for _ in range(4):  # days 20, 40, 60, 80: each refresh within the 30-day window
+        now[0] += 20 * 86400
+        pair = await tokens.rotate(pair["refresh_token"], claims)
+    record = await tokens.family_of(pair["refresh_token"])
+    assert record.expires_at.timestamp() == 1_000_000.0 + 90 * 86400  # capped at the session's end
+    now[0] += 9 * 86400  # day 89: still in
+    pair = await tokens.rotate(pair["refresh_token"], claims)
+    now[0] += 2 * 86400  # day 91: the session is over, however fresh its refresh token
+    with pytest.raises(Unauthorized):
+        await tokens.rotate(pair["refresh_token"], claims)
+    # A session from before the limit (its refresh token not capped) ends too, and says why.
+    uncapped = Tokens(tokens.keys, tokens._store, MemoryPublisher(), issuer="https://sso.test", audience="meshkit",
+                      clock=lambda: now[0])
+    old = await uncapped.open_session("usr_2", roles=[], permissions=[], tenant=None)
+    now[0] += 20 * 86400
+    old = await uncapped.rotate(old["refresh_token"], claims)  # good for 30 more days
+    now[0] += 15 * 86400  # 35 days after its login
+    capped = Tokens(tokens.keys, tokens._store, MemoryPublisher(), issuer="https://sso.test", audience="meshkit",
+                    session_max=30 * 86400.0, clock=lambda: now[0])
+    with pytest.raises(Unauthorized, match="maximum length"):
+        await capped.rotate(old["refresh_token"], claims)

@@ -68,7 +68,8 @@ def build(settings: SsoSettings, *, publisher: Publisher | None = None) -> Servi
                      if publisher is None else None)
     token_store = SqlTokens(sessions_factory)
     tokens = Tokens(keys, token_store, publisher or bus_publisher, issuer=s.issuer,  # type: ignore[arg-type]
-                    audience=s.audience, access_ttl=s.access_ttl, refresh_ttl=s.refresh_ttl)
+                    audience=s.audience, access_ttl=s.access_ttl, refresh_ttl=s.refresh_ttl,
+                    session_max=s.session_max)
     async def user_disabled(subject: str) -> bool:
         user = await accounts.find(subject)
         return user is not None and user.disabled

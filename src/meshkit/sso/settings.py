@@ -34,6 +34,8 @@ class SsoSettings(ServiceSettings):
     signing_alg: Literal["EdDSA", "RS256"] = "EdDSA"
     access_ttl: float = Field(default=900.0, gt=0)
     refresh_ttl: float = Field(default=30 * 24 * 3600.0, gt=0)
+    #: Longest a session lasts from its login, however often it is refreshed (seconds; 0: no limit).
+    session_max: float = Field(default=90 * 24 * 3600.0, ge=0)
     #: Signing keys rotate this often (seconds); ``POST /v1/admin/keys/rotate`` rotates at once.
     key_rotation_interval: float = Field(default=7 * 24 * 3600.0, gt=0)
     #: How often the rotation schedule (and keys rotated by another instance) is checked.

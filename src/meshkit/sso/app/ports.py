@@ -70,6 +70,8 @@ class AuthzStore(Protocol):
 class TokenStore(Protocol):
     async def add(self, token: RefreshToken, audit: AuditEntry | None = None) -> None: ...
     async def by_hash(self, token_hash: str) -> RefreshToken | None: ...
+    async def family_started(self, family: str) -> datetime | None:
+        """When the session ``family`` began: its first refresh token's ``issued_at``."""
     async def use(self, token_id: str, now: datetime, successor: RefreshToken | None = None) -> bool:
         """Mark the token used if it was not yet (``False``: someone used it first — reuse), and store
         ``successor`` with it, atomically: if either fails, neither happened."""

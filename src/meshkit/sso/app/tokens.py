@@ -48,12 +48,14 @@ class Tokens:
 
     def __init__(self, keys: KeyRing, store: TokenStore, publisher: Publisher, *, issuer: str, audience: str,
                  access_ttl: float = 900.0, refresh_ttl: float = 30 * 86400.0, leeway: float = LEEWAY,
-                 clock: Callable[[], float] = time.time) -> None:
+                 session_max: float = 0.0, clock: Callable[[], float] = time.time) -> None:
         self.keys = keys
         self._store = store
         self._publisher = publisher
         self.issuer, self.audience = issuer, audience
         self.access_ttl, self.refresh_ttl, self.leeway = access_ttl, refresh_ttl, leeway
+        #: Longest a session may last from its login however often it is refreshed (0: no limit).
+        self.session_max = session_max
         self._clock = clock
         self._revoked: dict[str, float] = {}
 
@@ -194,9 +196,17 @@ class Tokens:
             except Unauthorized:
                 await self.revoke_family(record.family, "system", "session.ended", {"why": "subject disabled"})
                 raise invalid_grant() from None
+            cap = None
+            if self.session_max > 0:  # however often refreshed, a session ends session_max after its login
+                started = await self._store.family_started(record.family) or record.issued_at
+                cap = started + timedelta(seconds=self.session_max)
+                if cap <= now:
+                    raise invalid_grant("this session has reached its maximum length; log in again")
             # Spent and replaced in one transaction, after everything that may fail: a database error
             # (a 503 the client retries) leaves the token as it was. Spent first, the retry was "reuse".
             pair, successor = self._pair(record.subject, record.family, roles, permissions, tenant)
+            if cap is not None and successor.expires_at > cap:
+                successor.expires_at = cap
             if await self._store.use(record.id, now, successor):
                 return pair
         await self.revoke_family(record.family, "system:reuse-detection", "session.reuse_detected",

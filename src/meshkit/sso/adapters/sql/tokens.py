@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from meshkit.basis.errors import Conflict
@@ -33,6 +33,11 @@ class SqlTokens:
             row = (await session.execute(
                 select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash))).mappings().first()
         return RefreshToken(**{f: row[f] for f in _FIELDS}) if row is not None else None
+
+    async def family_started(self, family: str) -> datetime | None:
+        async with transaction(self._sessions, write=False) as session:
+            return await session.scalar(
+                select(func.min(refresh_tokens.c.issued_at)).where(refresh_tokens.c.family == family))
 
     async def use(self, token_id: str, now: datetime, successor: RefreshToken | None = None) -> bool:
         # Conditional update: of two concurrent uses exactly one sees rowcount 1. The successor is
