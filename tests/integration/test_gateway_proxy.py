@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import signal
 import subprocess
@@ -534,71 +535,69 @@ async def test_auth_permissions_identity_injection_and_rate_limit(env):
     assert r.header("retry-after") is not None and r.json()["error"]["reason"] == "rate_limited"
 
 
+@contextlib.asynccontextmanager
+async def one_slot_stream_route(env, answer):
+    """A raw upstream answering each request with ``await answer(writer)``, behind a streaming
+    route with one bulkhead slot; yields the gateway."""
+    async def serve_one(reader, writer):
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                await answer(writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    up = await asyncio.start_server(serve_one, "127.0.0.1", 0)
+    port = up.sockets[0].getsockname()[1]
+    try:
+        yield await env.gateway(routes(f"""
+  - name: files
+    match: {{prefix: /f/}}
+    upstream: {{url: "http://127.0.0.1:{port}"}}
+    stream: true
+    limits: {{max_concurrency: 1, queue_timeout: 50ms}}
+"""))
+    finally:
+        up.close()
+
+
 async def test_a_streamed_answer_holds_its_bulkhead_slot_until_its_body_is_sent(env):
     # Before: a streaming route gave its slot back once the upstream's headers arrived, so
     # max_concurrency bounded nothing for long downloads.
     release = asyncio.Event()
 
-    async def slow(reader, writer):
-        try:
-            while True:
-                await reader.readuntil(b"\r\n\r\n")
-                writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
-                await writer.drain()
-                await release.wait()
-                writer.write(b"4\r\nlast\r\n0\r\n\r\n")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
+    async def slow(writer):
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await release.wait()
+        writer.write(b"4\r\nlast\r\n0\r\n\r\n")
+        await writer.drain()
 
-    up = await asyncio.start_server(slow, "127.0.0.1", 0)
-    port = up.sockets[0].getsockname()[1]
-    gw = await env.gateway(routes(f"""
-  - name: files
-    match: {{prefix: /f/}}
-    upstream: {{url: "http://127.0.0.1:{port}"}}
-    stream: true
-    limits: {{max_concurrency: 1, queue_timeout: 50ms}}
-"""))
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
-        writer.write(b"GET /f/big HTTP/1.1\r\nHost: x\r\n\r\n")
-        head = await reader.readuntil(b"first")
-        assert head.startswith(b"HTTP/1.1 200")  # streaming: its body is still coming
-        second = await env.get(gw, "/f/other")
-        assert second.status == 503  # the one slot is the first download's until its body is out
-        release.set()
-        assert (await reader.readuntil(b"0\r\n\r\n")).endswith(b"last\r\n0\r\n\r\n")
-        await asyncio.sleep(0.05)
-        third = await env.get(gw, "/f/again")
-        assert third.status == 200 and third.body == b"firstlast"
-        writer.close()
-    finally:
-        release.set()
-        up.close()
+    async with one_slot_stream_route(env, slow) as gw:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            writer.write(b"GET /f/big HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await reader.readuntil(b"first")
+            assert head.startswith(b"HTTP/1.1 200")  # streaming: its body is still coming
+            second = await env.get(gw, "/f/other")
+            assert second.status == 503  # the one slot is the first download's until its body is out
+            release.set()
+            assert (await reader.readuntil(b"0\r\n\r\n")).endswith(b"last\r\n0\r\n\r\n")
+            await asyncio.sleep(0.05)
+            third = await env.get(gw, "/f/again")
+            assert third.status == 200 and third.body == b"firstlast"
+            writer.close()
+        finally:
+            release.set()
 
 
 async def test_a_streamed_request_whose_client_left_before_the_answer_frees_its_slot(env):
-    async def late(reader, writer):
-        try:
-            while True:
-                await reader.readuntil(b"\r\n\r\n")
-                await asyncio.sleep(0.2)  # the client is gone by the time the headers come
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
+    async def late(writer):
+        await asyncio.sleep(0.2)  # the client is gone by the time the headers come
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
 
-    up = await asyncio.start_server(late, "127.0.0.1", 0)
-    port = up.sockets[0].getsockname()[1]
-    gw = await env.gateway(routes(f"""
-  - name: files
-    match: {{prefix: /f/}}
-    upstream: {{url: "http://127.0.0.1:{port}"}}
-    stream: true
-    limits: {{max_concurrency: 1, queue_timeout: 50ms}}
-"""))
-    try:
+    async with one_slot_stream_route(env, late) as gw:
         _, writer = await asyncio.open_connection("127.0.0.1", gw.port)
         writer.write(b"GET /f/a HTTP/1.1\r\nHost: x\r\n\r\n")
         await writer.drain()
@@ -607,5 +606,3 @@ async def test_a_streamed_request_whose_client_left_before_the_answer_frees_its_
         await asyncio.sleep(0.4)  # the answer came for nobody: dropped, its slot and upstream freed
         r = await env.get(gw, "/f/b")
         assert r.status == 200 and r.body == b"ok"
-    finally:
-        up.close()
