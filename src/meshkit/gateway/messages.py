@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from meshkit.basis.errors import error_body
+from meshkit.basis.errors import BadRequest, MeshkitError, PayloadTooLarge, error_body
 
 _REASONS = {
     100: "Continue", 200: "OK", 201: "Created", 202: "Accepted", 203: "Non-Authoritative Information",
@@ -116,3 +116,36 @@ def error_response(exc: BaseException, extra: list[tuple[bytes, bytes]] | None =
     if extra:
         hdrs += extra
     return Response(status, hdrs, body)
+
+
+#: Request headers that frame the body: the only ones :func:`request_framing` looks at.
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"expect"})
+
+
+def request_framing(headers: list[tuple[bytes, bytes]], max_body_bytes: int) -> tuple[bool, bool]:
+    """``(has a body, expects 100-continue)`` of a request head (names lower-cased); raises the
+    :class:`MeshkitError` to answer for a bad or too large Content-Length or a transfer coding
+    other than chunked."""
+    body = expect = False
+    for k, v in headers:
+        if k not in _FRAMING:  # one set probe per header: the common case
+            continue
+        if k == b"content-length":
+            try:
+                n = int(v)
+            except ValueError:
+                raise BadRequest("invalid content-length") from None
+            if n > max_body_bytes:
+                raise PayloadTooLarge(f"request body of {n} bytes exceeds the limit of {max_body_bytes}")
+            body = n > 0
+        elif k == b"transfer-encoding":
+            # Only chunked is understood (RFC 9112 §6.1: 501 for another coding); a body still
+            # gzip-coded would be passed on without the coding that says so.
+            if v.strip().lower() != b"chunked":
+                raise MeshkitError(f"transfer coding {v[:40].decode('latin-1')!r} is not supported; "
+                                   "send the body with content-length or chunked only",
+                                   reason="unsupported_transfer_coding", status=501)
+            body = True
+        elif k == b"expect":
+            expect = v.lower() == b"100-continue"
+    return body, expect

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING
 import httptools
 
 from meshkit.basis.errors import BadRequest, HeadersTooLarge, MeshkitError, PayloadTooLarge
-from meshkit.gateway.messages import Request, Response, error_response
-from meshkit.gateway.wire import TOO_MANY_CONNECTIONS, send_streamed, write_buffered
+from meshkit.gateway.messages import Request, Response, error_response, request_framing
+from meshkit.gateway.wire import TOO_MANY_CONNECTIONS, release_unsent, send_streamed, write_buffered
 
 if TYPE_CHECKING:
     from meshkit.gateway.server import Server
@@ -55,10 +55,6 @@ class _Busy:
 
 _BUSY = _Busy()
 FastHook = Callable[[Request, "HttpProtocol"], bool]
-
-
-#: Request headers looked at once the head is in.
-_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"expect"})
 
 
 class _Reject(Exception):
@@ -203,29 +199,10 @@ class HttpProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_count = len(self._headers)
-        body = expect = False
-        for k, v in self._headers:
-            if k not in _FRAMING:  # one set probe per header: the common case
-                continue
-            if k == b"content-length":
-                try:
-                    n = int(v)
-                except ValueError:
-                    raise _Reject(BadRequest("invalid content-length")) from None
-                if n > self.limits.max_body_bytes:
-                    raise _Reject(PayloadTooLarge(
-                        f"request body of {n} bytes exceeds the limit of {self.limits.max_body_bytes}"))
-                body = n > 0
-            elif k == b"transfer-encoding":
-                # Only chunked is understood (RFC 9112 §6.1: 501 for another coding); a body still
-                # gzip-coded would be passed on without the coding that says so.
-                if v.strip().lower() != b"chunked":
-                    raise _Reject(MeshkitError(f"transfer coding {v[:40].decode('latin-1')!r} is not supported; "
-                                               "send the body with content-length or chunked only",
-                                               reason="unsupported_transfer_coding", status=501))
-                body = True
-            elif k == b"expect":
-                expect = v.lower() == b"100-continue"
+        try:
+            body, expect = request_framing(self._headers, self.limits.max_body_bytes)
+        except MeshkitError as exc:
+            raise _Reject(exc) from None
         if expect and body and self.task is None and not self.pending and self.parser.get_http_version() == "1.1":
             # The client waits for this before sending the body (curl: a second, for bodies over 1 MB).
             # Only when nothing else is being answered on the connection: a 100 is read as part of
@@ -302,7 +279,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.closing or t is None or t.is_closing():
             self.task = None
             self.closing = True
-            _dropped(resp)
+            release_unsent(resp)
             return
         keep = req.keep_alive and not resp.close and not self.server.stopping and not (self.ended and not self.pending)
         if resp.stream is not None:
@@ -397,7 +374,7 @@ class HttpProtocol(asyncio.Protocol):
     async def _send(self, resp: Response, keep: bool, head: bool, http10: bool = False) -> None:
         t = self.transport
         if t is None or t.is_closing():
-            _dropped(resp)
+            release_unsent(resp)
             return
         if resp.stream is None:
             self._write(t, resp, keep, head)
@@ -406,14 +383,6 @@ class HttpProtocol(asyncio.Protocol):
 
     def idle(self) -> bool:
         return self.task is None and self.reading_since is None
-
-
-def _dropped(resp: Response) -> None:
-    """An answer the client left before it was sent: still release what it holds (a streamed
-    answer's upstream connection and bulkhead slot), which sending would have done."""
-    if resp.on_close is not None:
-        task = asyncio.get_running_loop().create_task(resp.on_close())
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 class _Failed:

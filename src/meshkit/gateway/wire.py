@@ -104,3 +104,11 @@ async def send_streamed(conn: HttpProtocol, t: asyncio.Transport, resp: Response
     finally:
         if resp.on_close is not None:
             await resp.on_close()
+
+
+def release_unsent(resp: Response) -> None:
+    """An answer the client left before it was sent: still release what it holds (a streamed
+    answer's upstream connection and bulkhead slot), as :func:`send_streamed` does once sent."""
+    if resp.on_close is not None:
+        task = asyncio.get_running_loop().create_task(resp.on_close())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
