@@ -30,7 +30,7 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, PubAck
+from nats.js.api import PubAck
 
 from meshkit.basis.bus.backoff import RetryPolicy
 from meshkit.basis.bus.consumer import Consumer, Handler, HandlerSpec, Start, start_policy
@@ -38,8 +38,9 @@ from meshkit.basis.bus.dlq import DeadLetter, list_dead_letters, replay_dead_let
 from meshkit.basis.bus.envelope import Envelope, Event, envelope
 from meshkit.basis.bus.follow import HEARTBEAT, Follower, FollowHandler
 from meshkit.basis.bus.follow import follow as start_follower
+from meshkit.basis.bus.replay import replay_stream
 from meshkit.basis.bus.streams import DLQ, StreamSpec, ensure_stream, stream_for
-from meshkit.basis.errors import ConfigError, MeshkitError, Unavailable
+from meshkit.basis.errors import ConfigError, Unavailable
 
 if TYPE_CHECKING:
     from meshkit.basis.service import Service
@@ -299,35 +300,8 @@ class Bus:
         the number of events given to ``fn``; no durable state is touched. A message that
         is not an event envelope is logged and skipped (the consumers dead-lettered it).
         """
-        stream = stream_for(pattern).name
         await self.ensure_for(pattern)
-        policy, when = start_policy(start)
-        config = ConsumerConfig(filter_subject=pattern, ack_policy=AckPolicy.NONE, deliver_policy=policy,
-                                opt_start_time=when, inactive_threshold=30.0)
-        sub = await self.js.pull_subscribe(pattern, stream=stream, config=config)
-        try:
-            pending = (await sub.consumer_info()).num_pending
-            read = given = 0
-            while read < pending:
-                try:
-                    msgs = await sub.fetch(min(batch, pending - read), timeout=2.0)
-                except (NatsTimeout, TimeoutError):
-                    break
-                for msg in msgs:
-                    read += 1
-                    try:
-                        env = Envelope.from_json(msg.data)
-                    except MeshkitError as exc:  # one bad message must not make the stream unreplayable
-                        logger.warning("replay %s: skipping unreadable message %d: %s", pattern,
-                                       msg.metadata.sequence.stream, exc)
-                        continue
-                    env.stream_seq = msg.metadata.sequence.stream
-                    await fn(env)
-                    given += 1
-            return given
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        return await replay_stream(self.js, pattern, fn, start=start, batch=batch)
 
     async def rewind(self, durable: str, *, start: Start = "all") -> None:
         """Move a durable consumer back to ``start`` (delete and recreate it); restart the bus's consumer."""
